@@ -1,0 +1,44 @@
+"""Exceptions raised by masksdm.
+
+Every error names the bad value and the fix, so the CLI can print it as is.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MaskSDMError",
+    "DataError",
+    "RasterError",
+    "ConfigError",
+    "CheckpointError",
+    "OutputExistsError",
+    "DependencyNotFoundError",
+]
+
+
+class MaskSDMError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DataError(MaskSDMError, ValueError):
+    """Input tables are missing, malformed or inconsistent."""
+
+
+class RasterError(DataError):
+    """A raster cannot be read, does not cover the plots, or has an unusable CRS."""
+
+
+class ConfigError(MaskSDMError, ValueError):
+    """A configuration file or option is invalid."""
+
+
+class CheckpointError(MaskSDMError):
+    """A checkpoint is missing, truncated, tampered with, or does not match the data."""
+
+
+class OutputExistsError(MaskSDMError, FileExistsError):
+    """An output already exists and ``force`` was not given."""
+
+
+class DependencyNotFoundError(MaskSDMError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""

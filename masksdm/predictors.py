@@ -1,0 +1,164 @@
+"""The predictor catalogue: names, groups, units and sources of MaskSDM's predictors.
+
+The default set is the 61 tabular predictors of the MaskSDM paper (Zbinden et al. 2025), in the
+paper's input order and grouped as in its Shapley analysis:
+
+============  =====================================================================  ==========
+group         predictors                                                              source
+============  =====================================================================  ==========
+WorldClim     ``bio_1`` .. ``bio_19``                                                  raster
+SoilGrids     ``ORCDRC PHIHOX CECSOL BDTICM CLYPPT SLTPPT SNDPPT BLDFIE``              raster
+Location      ``Longitude Latitude``                                                   plot table
+Topography    ``Elevation Slope Aspect``                                               raster
+Metadata      ``Location_uncertainty Releve_area`` + 11 ``Cover_*`` + 7 ``Height_*``   plot table
+Human         ``HFP2009 Built2009 Croplands2005 Lights2009 Navwater2009 Pasture2009``  raster
+              ``Popdensity2010 Railways Roads``
+============  =====================================================================  ==========
+
+Rasters are matched to predictors by file stem (``bio_1.tif`` is ``bio_1``); a raster whose name is
+not in the catalogue becomes a predictor of the group named by its parent folder.
+
+Data sources to cite: WorldClim 2.1 (Fick & Hijmans 2017, Int. J. Climatol. 37:4302-4315);
+SoilGrids 250 m (Hengl et al. 2017, PLoS ONE 12:e0169748); SRTM topography; the global human
+footprint (Venter et al. 2016, Sci. Data 3:160067); sPlotOpen plot metadata (Sabatini et al. 2021,
+Global Ecol. Biogeogr. 30:1740-1764).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from masksdm.errors import DataError
+
+__all__ = [
+    "GROUPS",
+    "Predictor",
+    "default_predictors",
+    "group_of",
+    "predictor_groups",
+    "resolve_subset",
+]
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """One tabular predictor.
+
+    Attributes:
+        name: column name in the workspace and, for rasters, the raster file stem.
+        group: predictor group used for subsets and Shapley values.
+        source: ``"raster"`` (extracted at plot coordinates) or ``"table"`` (a plot-table column).
+        unit: physical unit, for documentation and plots.
+    """
+
+    name: str
+    group: str
+    source: str = "raster"
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+_BIO_UNITS = {
+    1: "degC", 2: "degC", 3: "%", 4: "degC*100", 5: "degC", 6: "degC", 7: "degC", 8: "degC",
+    9: "degC", 10: "degC", 11: "degC", 12: "mm", 13: "mm", 14: "mm", 15: "%", 16: "mm",
+    17: "mm", 18: "mm", 19: "mm",
+}
+_SOIL = {
+    "ORCDRC": "g/kg", "PHIHOX": "pH*10", "CECSOL": "cmol/kg", "BDTICM": "cm",
+    "CLYPPT": "%", "SLTPPT": "%", "SNDPPT": "%", "BLDFIE": "kg/m3",
+}
+_COVER = [
+    "Cover_total", "Cover_tree_layer", "Cover_shrub_layer", "Cover_herb_layer", "Cover_moss_layer",
+    "Cover_lichen_layer", "Cover_algae_layer", "Cover_litter_layer", "Cover_bare_rocks",
+    "Cover_cryptogams", "Cover_bare_soil",
+]
+_HEIGHT = [
+    "Height_trees_highest", "Height_trees_lowest", "Height_shrubs_highest", "Height_shrubs_lowest",
+    "Height_herbs_average", "Height_herbs_lowest", "Height_herbs_highest",
+]
+_HUMAN = [
+    "HFP2009", "Built2009", "Croplands2005", "Lights2009", "Navwater2009", "Pasture2009",
+    "Popdensity2010", "Railways", "Roads",
+]
+
+#: Predictor groups in the paper's order.
+GROUPS: tuple[str, ...] = ("WorldClim", "SoilGrids", "Location", "Topography", "Metadata", "Human")
+
+
+def default_predictors() -> list[Predictor]:
+    """The 61 predictors of the MaskSDM paper, in its input order."""
+    out = [Predictor(f"bio_{i}", "WorldClim", "raster", _BIO_UNITS[i]) for i in range(1, 20)]
+    out += [Predictor(name, "SoilGrids", "raster", unit) for name, unit in _SOIL.items()]
+    out += [Predictor("Longitude", "Location", "table", "deg"), Predictor("Latitude", "Location", "table", "deg")]
+    out += [
+        Predictor("Elevation", "Topography", "raster", "m"),
+        Predictor("Slope", "Topography", "raster", "deg"),
+        Predictor("Aspect", "Topography", "raster", "deg"),
+    ]
+    out += [
+        Predictor("Location_uncertainty", "Metadata", "table", "m"),
+        Predictor("Releve_area", "Metadata", "table", "m2"),
+    ]
+    out += [Predictor(name, "Metadata", "table", "%") for name in _COVER]
+    out += [Predictor(name, "Metadata", "table", "m" if "herbs" not in name else "cm") for name in _HEIGHT]
+    out += [Predictor(name, "Human", "raster", "") for name in _HUMAN]
+    return out
+
+
+_CATALOGUE = {p.name: p for p in default_predictors()}
+
+
+def group_of(name: str, *, fallback: str = "Other") -> str:
+    """Group of a predictor name from the catalogue, or ``fallback`` for unknown names."""
+    known = _CATALOGUE.get(name)
+    return known.group if known else fallback
+
+
+def catalogue_entry(name: str) -> Predictor | None:
+    """The catalogue's entry for ``name``, if any."""
+    return _CATALOGUE.get(name)
+
+
+def predictor_groups(predictors: Sequence[Predictor]) -> dict[str, list[str]]:
+    """Map each group to its predictor names, groups in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for p in predictors:
+        groups.setdefault(p.group, []).append(p.name)
+    return groups
+
+
+def resolve_subset(names: Iterable[str] | None, predictors: Sequence[Predictor]) -> list[int]:
+    """Indices of the predictors named by ``names`` (predictor or group names, or ``"all"``).
+
+    ``None`` and ``["all"]`` select every predictor; ``["none"]`` selects none.
+
+    >>> ps = [Predictor("bio_1", "WorldClim"), Predictor("Elevation", "Topography")]
+    >>> resolve_subset(["Topography"], ps)
+    [1]
+    >>> resolve_subset(["bio_1", "Elevation"], ps)
+    [0, 1]
+    """
+    if names is None:
+        return list(range(len(predictors)))
+    names = list(names)
+    if names == ["all"]:
+        return list(range(len(predictors)))
+    if names in (["none"], []):
+        return []
+    index = {p.name: i for i, p in enumerate(predictors)}
+    groups = predictor_groups(predictors)
+    chosen: set[int] = set()
+    for name in names:
+        if name in index:
+            chosen.add(index[name])
+        elif name in groups:
+            chosen.update(index[n] for n in groups[name])
+        else:
+            raise DataError(
+                f"unknown predictor or group {name!r}: choose among groups {sorted(groups)} "
+                f"or predictors such as {list(index)[:5]}"
+            )
+    return sorted(chosen)

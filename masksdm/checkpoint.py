@@ -1,0 +1,228 @@
+"""Checkpoints: safetensors weights plus a JSON card. Never pickle.
+
+A run folder holds ``model.safetensors`` (the weights) and ``model.json`` (the card): format
+version, package version, run config, predictor names/groups/units in input order, normalisation
+statistics, species names in output order, thresholds, metrics, and the size and sha256 of the
+weights file. Loading checks all of it and says precisely what does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from masksdm import __version__
+from masksdm._io import atomic_path, write_json
+from masksdm.config import RunConfig
+from masksdm.errors import CheckpointError
+from masksdm.model import MaskSDM
+from masksdm.predictors import Predictor
+from masksdm.workspace import normalise
+
+__all__ = [
+    "FORMAT",
+    "ModelCard",
+    "build_model",
+    "check_predictors",
+    "load_checkpoint",
+    "read_card",
+    "save_checkpoint",
+    "sha256_file",
+]
+
+FORMAT = "masksdm-checkpoint/1"
+WEIGHTS = "model.safetensors"
+CARD = "model.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use a trained model on new data."""
+
+    config: RunConfig
+    predictors: list[Predictor]
+    species: list[str]
+    normalisation: dict[str, dict[str, float]]
+    d_embeddings: tuple[int, ...] = ()
+    thresholds: list[float] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    masksdm_version: str = __version__
+    created: str = ""
+
+    @property
+    def predictor_names(self) -> list[str]:
+        return [p.name for p in self.predictors]
+
+    def features(self, raw: np.ndarray) -> np.ndarray:
+        """Normalise raw predictor values (N, P) in this model's predictor order."""
+        names = self.predictor_names
+        mean = np.array([self.normalisation[n]["mean"] for n in names])
+        std = np.array([self.normalisation[n]["std"] for n in names])
+        return normalise(np.asarray(raw, dtype=np.float64), mean, std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "masksdm_version": self.masksdm_version,
+            "created": self.created or datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": self.config.to_dict(),
+            "predictors": [p.to_dict() for p in self.predictors],
+            "species": list(self.species),
+            "normalisation": self.normalisation,
+            "d_embeddings": list(self.d_embeddings),
+            "thresholds": self.thresholds,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        return cls(
+            config=RunConfig.from_dict(data["config"], where="model.json config"),
+            predictors=[Predictor(**p) for p in data["predictors"]],
+            species=list(data["species"]),
+            normalisation=data["normalisation"],
+            d_embeddings=tuple(data.get("d_embeddings", ())),
+            thresholds=data.get("thresholds"),
+            metrics=data.get("metrics", {}),
+            masksdm_version=data.get("masksdm_version", ""),
+            created=data.get("created", ""),
+        )
+
+
+def build_model(card: ModelCard) -> MaskSDM:
+    """A freshly initialised network with the card's sizes."""
+    m = card.config.model
+    return MaskSDM(
+        n_predictors=len(card.predictors),
+        n_species=len(card.species),
+        d_embeddings=card.d_embeddings,
+        d_token=m.d_token,
+        n_blocks=m.n_blocks,
+        n_heads=m.n_heads,
+        ffn_factor=m.ffn_factor,
+        dropout=m.dropout,
+        n_frequencies=m.n_frequencies,
+        frequency_init_scale=m.frequency_init_scale,
+    )
+
+
+def save_checkpoint(run_dir: str | Path, model: MaskSDM, card: ModelCard) -> Path:
+    """Write ``model.safetensors`` then ``model.json`` atomically into ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if len(card.predictors) != model.n_predictors or len(card.species) != model.n_species:
+        raise CheckpointError(
+            f"card has {len(card.predictors)} predictors and {len(card.species)} species but the model "
+            f"has {model.n_predictors} and {model.n_species}"
+        )
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    card_dict = card.to_dict()
+    card_dict["weights"] = {
+        "file": WEIGHTS,
+        "bytes": (run_dir / WEIGHTS).stat().st_size,
+        "sha256": sha256_file(run_dir / WEIGHTS),
+    }
+    write_json(run_dir / CARD, card_dict)
+    return run_dir
+
+
+def read_card(run_dir: str | Path) -> tuple[ModelCard, dict[str, Any]]:
+    """Parse and validate ``model.json``; returns the card and the raw dict."""
+    run_dir = Path(run_dir)
+    card_path = run_dir / CARD
+    if not card_path.is_file():
+        raise CheckpointError(
+            f"no {CARD} in '{run_dir}': pass a run folder written by `masksdm train` "
+            "(e.g. WORKSPACE/models/main)"
+        )
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"'{card_path}' is truncated or corrupt ({err}): retrain or restore it") from None
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"'{card_path}' has format {raw.get('format')!r}, expected {FORMAT!r}")
+    missing = [k for k in ("config", "predictors", "species", "normalisation", "weights") if k not in raw]
+    if missing:
+        raise CheckpointError(f"'{card_path}' lacks the keys {missing}: retrain or restore it")
+    try:
+        card = ModelCard.from_dict(raw)
+    except Exception as err:  # noqa: BLE001 - any malformed field is the same problem to the user
+        raise CheckpointError(f"'{card_path}' is malformed: {err}") from None
+    missing_norm = [n for n in card.predictor_names if n not in card.normalisation]
+    if missing_norm:
+        raise CheckpointError(f"'{card_path}' has no normalisation for predictors {missing_norm}")
+    return card, raw
+
+
+def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[MaskSDM, ModelCard]:
+    """Load a model and its card, checking the weights' size, hash, keys and shapes."""
+    run_dir = Path(run_dir)
+    card, raw = read_card(run_dir)
+    weights = run_dir / raw["weights"].get("file", WEIGHTS)
+    if not weights.is_file():
+        raise CheckpointError(f"'{weights}' is missing: the run folder is incomplete; retrain or restore it")
+    size = weights.stat().st_size
+    if size != raw["weights"].get("bytes"):
+        raise CheckpointError(
+            f"'{weights}' has {size} bytes but model.json says {raw['weights'].get('bytes')}: the file "
+            "is truncated or was replaced; retrain or restore it"
+        )
+    if sha256_file(weights) != raw["weights"].get("sha256"):
+        raise CheckpointError(
+            f"'{weights}' does not match the sha256 recorded in model.json: the weights were modified; "
+            "retrain or restore them"
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"'{weights}' cannot be read as safetensors ({err}): retrain or restore it") from None
+    model = build_model(card)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"missing tensors {missing[:5]}")
+        if unexpected:
+            details.append(f"unexpected tensors {unexpected[:5]}")
+        if wrong:
+            details.append(
+                "shape mismatches " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:5])
+            )
+        raise CheckpointError(f"'{weights}' does not fit the config in model.json: " + "; ".join(details))
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    return model, card
+
+
+def check_predictors(card: ModelCard, available: Sequence[str]) -> None:
+    """Raise when predictors the model needs are not among ``available`` columns."""
+    missing = [n for n in card.predictor_names if n not in set(available)]
+    if missing:
+        raise CheckpointError(
+            f"the model needs predictors {missing} that the data does not have: add them to the data, "
+            "or use a model trained on this workspace (missing predictors may also be given as NA "
+            "columns: MaskSDM masks them)"
+        )

@@ -1,0 +1,174 @@
+"""Typed run configuration: model and training settings, presets, and TOML loading.
+
+A config file is TOML with an optional ``preset`` and ``[model]`` / ``[train]`` tables whose keys
+override the preset; unknown keys are rejected by name::
+
+    preset = "cpu"
+    [model]
+    n_blocks = 3
+    [train]
+    epochs = 80
+    loss = "bce"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from masksdm.errors import ConfigError
+
+__all__ = ["PRESETS", "ModelConfig", "RunConfig", "TrainConfig", "load_config", "preset"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """MaskSDM network sizes (defaults: the paper's model)."""
+
+    d_token: int = 192
+    n_blocks: int = 7
+    n_heads: int = 8
+    ffn_factor: float = 4 / 3
+    dropout: float = 0.1
+    n_frequencies: int = 48
+    frequency_init_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("d_token", "n_blocks", "n_heads", "n_frequencies"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.d_token % self.n_heads:
+            raise ConfigError(f"model.d_token ({self.d_token}) must be divisible by model.n_heads ({self.n_heads})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes:
+        epochs: maximum number of passes over the training plots.
+        batch_size: training batch size (paper: 256).
+        eval_batch_size: batch size for validation and prediction.
+        lr: AdamW learning rate (paper: 1e-3).
+        weight_decay: AdamW weight decay (paper: 0.01).
+        warmup_steps: linear learning-rate warm-up steps.
+        loss: ``"weighted"`` (class-balanced loss of Zbinden et al. 2024) or ``"bce"``.
+        masking: ``"random"`` (MaskSDM: keep each predictor with p ~ U(0, 1) per batch) or
+            ``"none"`` (baseline: NaN mean-imputed, nothing masked).
+        use: predictor or group names the model may see (others always hidden); empty = all.
+        patience: stop after this many epochs without validation improvement (0 = never).
+        seed: seed of weights, batch order and masks.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
+        threads: CPU threads for torch (0 = torch's default).
+    """
+
+    epochs: int = 1000
+    batch_size: int = 256
+    eval_batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    loss: str = "weighted"
+    masking: str = "random"
+    use: tuple[str, ...] = field(default_factory=tuple)
+    patience: int = 50
+    seed: int = 42
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "loss": ("weighted", "bce"),
+            "masking": ("random", "none"),
+            "device": ("auto", "cpu", "cuda"),
+            "precision": ("auto", "fp32", "bf16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        object.__setattr__(self, "use", tuple(self.use))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    preset: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["train"]["use"] = list(self.train.use)
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> RunConfig:
+        data = dict(data)
+        name = data.pop("preset", "paper")
+        base = preset(name)
+        model = _override(base.model, data.pop("model", {}), f"{where} [model]")
+        train = _override(base.train, data.pop("train", {}), f"{where} [train]")
+        if data:
+            raise ConfigError(f"unknown keys in {where}: {sorted(data)} (allowed: preset, [model], [train])")
+        return cls(model=model, train=train, preset=name)
+
+    def replace_train(self, **changes: Any) -> RunConfig:
+        return replace(self, train=replace(self.train, **changes))
+
+
+def _override(base: Any, changes: dict[str, Any], where: str) -> Any:
+    allowed = {f.name for f in fields(base)}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown keys in {where}: {unknown}; allowed keys are {sorted(allowed)}")
+    return replace(base, **changes)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "paper": RunConfig(preset="paper"),
+    # Small enough to train on 2 CPU cores in a few minutes on the demo world.
+    "cpu": RunConfig(
+        model=ModelConfig(d_token=64, n_blocks=2, n_heads=4, n_frequencies=16, dropout=0.1),
+        train=TrainConfig(
+            epochs=60, batch_size=256, eval_batch_size=2048, lr=2e-3, warmup_steps=100, patience=10
+        ),
+        preset="cpu",
+    ),
+}
+
+
+def preset(name: str) -> RunConfig:
+    """A named preset: ``"paper"`` (the published model) or ``"cpu"`` (small, for laptops and CI)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML run config; unknown keys raise ConfigError naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist: pass an existing TOML file to --config")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"'{path}' is not valid TOML: {err}") from None
+    return RunConfig.from_dict(data, where=str(path))

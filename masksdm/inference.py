@@ -1,0 +1,72 @@
+"""Batched inference: logits and probabilities for many sites, on CPU or GPU."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from masksdm.model import MaskSDM
+
+__all__ = ["autocast", "predict_logits", "predict_proba", "resolve_device"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA GPU is visible: use --device cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on CUDA by default (or when asked), nothing on CPU with fp32."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: MaskSDM,
+    x: np.ndarray | torch.Tensor,
+    keep: np.ndarray | torch.Tensor | None = None,
+    *,
+    batch_size: int = 4096,
+    species: np.ndarray | None = None,
+    precision: str = "auto",
+) -> np.ndarray:
+    """Logits (N, S) float32 for normalised predictors ``x`` (N, P); NaN and ``keep=False`` are masked.
+
+    ``keep`` may be (N, P) or (P,) (the same predictor subset for every site).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x_t = torch.as_tensor(x, dtype=torch.float32)
+    keep_t = None if keep is None else torch.as_tensor(keep, dtype=torch.bool)
+    species_t = None if species is None else torch.as_tensor(species, dtype=torch.long, device=device)
+    n_out = model.n_species if species is None else len(species)
+    out = np.empty((x_t.shape[0], n_out), dtype=np.float32)
+    try:
+        with autocast(device, precision):
+            for start in range(0, x_t.shape[0], batch_size):
+                xb = x_t[start : start + batch_size].to(device, non_blocking=True)
+                kb = None
+                if keep_t is not None:
+                    kb = keep_t.to(device) if keep_t.ndim == 1 else keep_t[start : start + batch_size].to(device)
+                    kb = kb.expand_as(xb)
+                logits = model(xb, kb, species=species_t)
+                out[start : start + len(xb)] = logits.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def predict_proba(model: MaskSDM, x: np.ndarray | torch.Tensor, keep=None, **kwargs) -> np.ndarray:
+    """Presence probabilities (N, S): the sigmoid of :func:`predict_logits`."""
+    logits = predict_logits(model, x, keep, **kwargs)
+    return 1.0 / (1.0 + np.exp(-logits))

@@ -1,0 +1,211 @@
+"""The MaskSDM network: a transformer over one token per predictor, trained with masking.
+
+Architecture (Zbinden et al. 2025, "MaskSDM with Shapley values to improve flexibility, robustness
+and explainability in species distribution modelling", Methods in Ecology and Evolution,
+doi 10.1111/2041-210x.70200), itself built on the FT-Transformer and periodic (PLR) embeddings of
+Gorishniy et al. (2021, 2022):
+
+* each tabular predictor j gets a token ``ReLU(W_j [cos(2 pi c_j x_j), sin(2 pi c_j x_j)] + b_j)``
+  with its own learnable frequencies ``c_j`` and its own linear map;
+* each embedding source (e.g. a satellite embedding vector) gets one token through a linear map;
+* ONE learned mask token replaces the token of every masked predictor or embedding, and of every
+  NaN value; there is no positional embedding, so a masked token carries no identity;
+* pre-norm transformer blocks, mean pooling over all tokens (masked ones included), and a head
+  ``LayerNorm -> ReLU -> Linear(n_species)`` giving one logit per species.
+
+Shapes: ``x`` (B, P) float, z-scored, NaN allowed; ``keep`` (B, P) bool (True = use the value);
+``embeddings`` a list of (B, D_e) tensors with ``embedding_keep`` a list of (B,) bool; output (B, S).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MaskSDM", "PeriodicTokenizer", "TransformerBlock", "count_parameters"]
+
+
+class PeriodicTokenizer(nn.Module):
+    """Per-predictor periodic embedding followed by a per-predictor linear map and ReLU.
+
+    Input (B, P) -> output (B, P, d_token).
+    """
+
+    def __init__(self, *, n_predictors: int, d_token: int, n_frequencies: int, frequency_init_scale: float) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.empty(n_predictors, n_frequencies))
+        self.weight = nn.Parameter(torch.empty(n_predictors, 2 * n_frequencies, d_token))
+        self.bias = nn.Parameter(torch.empty(n_predictors, d_token))
+        self.frequency_init_scale = frequency_init_scale
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        s = self.frequency_init_scale
+        nn.init.trunc_normal_(self.frequencies, 0.0, s, a=-3 * s, b=3 * s)
+        bound = 1 / math.sqrt(self.weight.shape[1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        angles = 2 * math.pi * self.frequencies * x[..., None]  # (B, P, F)
+        periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # (B, P, 2F)
+        tokens = torch.einsum("bpf,pfd->bpd", periodic, self.weight) + self.bias
+        return F.relu(tokens)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + Drop(MHA(LN(x))), then x + Drop(FFN(LN(x))). Input/output (B, T, d)."""
+
+    def __init__(self, *, d_token: int, n_heads: int, d_ffn: int, dropout: float) -> None:
+        super().__init__()
+        if d_token % n_heads:
+            raise ValueError(f"d_token must be divisible by n_heads, got {d_token=} and {n_heads=}")
+        self.n_heads = n_heads
+        self.attention_norm = nn.LayerNorm(d_token)
+        self.qkv = nn.Linear(d_token, 3 * d_token)
+        self.out = nn.Linear(d_token, d_token)
+        self.ffn_norm = nn.LayerNorm(d_token)
+        self.ffn_in = nn.Linear(d_token, d_ffn)
+        self.ffn_out = nn.Linear(d_ffn, d_token)
+        self.dropout = dropout
+        nn.init.zeros_(self.qkv.bias)
+
+    def attention(self, x: Tensor, attn_bias: Tensor | None = None) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: Tensor, attn_bias: Tensor | None = None) -> Tensor:
+        x = x + F.dropout(self.attention(self.attention_norm(x), attn_bias), self.dropout, self.training)
+        h = F.dropout(F.relu(self.ffn_in(self.ffn_norm(x))), self.dropout, self.training)
+        return x + F.dropout(self.ffn_out(h), self.dropout, self.training)
+
+
+class MaskSDM(nn.Module):
+    """Multi-species presence model over any subset of predictors.
+
+    Args:
+        n_predictors: number of tabular predictors P.
+        n_species: number of output species S.
+        d_embeddings: input width of each embedding source (one token each), e.g. ``(256,)``.
+        d_token: token width (paper: 192).
+        n_blocks: transformer blocks (paper: 7).
+        n_heads: attention heads (paper: 8).
+        ffn_factor: FFN hidden width as a multiple of d_token (paper: 4/3).
+        dropout: dropout on attention probabilities, FFN hidden units and residual branches.
+        n_frequencies: learnable frequencies per predictor (paper: 48).
+        frequency_init_scale: std of the truncated-normal frequency init (paper: 0.01).
+
+    Example:
+        >>> model = MaskSDM(n_predictors=3, n_species=5, d_token=16, n_blocks=1, n_heads=2)
+        >>> x = torch.tensor([[0.1, float("nan"), -1.0]])
+        >>> model(x).shape
+        torch.Size([1, 5])
+    """
+
+    def __init__(
+        self,
+        *,
+        n_predictors: int,
+        n_species: int,
+        d_embeddings: Sequence[int] = (),
+        d_token: int = 192,
+        n_blocks: int = 7,
+        n_heads: int = 8,
+        ffn_factor: float = 4 / 3,
+        dropout: float = 0.1,
+        n_frequencies: int = 48,
+        frequency_init_scale: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if n_predictors < 1 or n_species < 1 or n_blocks < 1:
+            raise ValueError(
+                f"n_predictors, n_species and n_blocks must be positive, got {n_predictors=}, "
+                f"{n_species=}, {n_blocks=}"
+            )
+        self.n_predictors = n_predictors
+        self.n_species = n_species
+        self.d_embeddings = tuple(int(d) for d in d_embeddings)
+        self.tokenizer = PeriodicTokenizer(
+            n_predictors=n_predictors,
+            d_token=d_token,
+            n_frequencies=n_frequencies,
+            frequency_init_scale=frequency_init_scale,
+        )
+        self.embedding_projections = nn.ModuleList(nn.Linear(d, d_token) for d in self.d_embeddings)
+        self.mask_token = nn.Parameter(torch.empty(d_token))
+        bound = 1 / math.sqrt(d_token)
+        nn.init.uniform_(self.mask_token, -bound, bound)
+        d_ffn = int(d_token * ffn_factor)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d_token=d_token, n_heads=n_heads, d_ffn=d_ffn, dropout=dropout)
+            for _ in range(n_blocks)
+        )
+        self.head_norm = nn.LayerNorm(d_token)
+        self.head = nn.Linear(d_token, n_species)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_predictors + len(self.d_embeddings)
+
+    def tokenize(
+        self,
+        x: Tensor,
+        keep: Tensor | None = None,
+        embeddings: Sequence[Tensor] | None = None,
+        embedding_keep: Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        """Tokens (B, T, d_token) with masked and NaN entries replaced by the mask token."""
+        valid = ~torch.isnan(x)
+        keep = valid if keep is None else keep & valid
+        tokens = self.tokenizer(torch.nan_to_num(x, nan=0.0))
+        tokens = torch.where(keep[..., None], tokens, self.mask_token.to(tokens.dtype))
+        if not self.d_embeddings:
+            return tokens
+        b = x.shape[0]
+        extra = []
+        for i, projection in enumerate(self.embedding_projections):
+            e = None if embeddings is None else embeddings[i]
+            if e is None:
+                extra.append(self.mask_token.expand(b, -1).to(tokens.dtype))
+                continue
+            e_valid = ~torch.isnan(e).any(dim=-1)
+            e_keep = e_valid if embedding_keep is None else embedding_keep[i] & e_valid
+            token = projection(torch.nan_to_num(e, nan=0.0))
+            extra.append(torch.where(e_keep[:, None], token, self.mask_token.to(token.dtype)))
+        return torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)
+
+    def trunk(self, tokens: Tensor) -> Tensor:
+        """Transformer blocks and mean pooling: (B, T, d) -> (B, d)."""
+        for block in self.blocks:
+            tokens = block(tokens)
+        return tokens.mean(dim=1)
+
+    def head_logits(self, pooled: Tensor, species: Tensor | None = None) -> Tensor:
+        """Head on pooled features (B, d) -> (B, S), or only the species indexed by ``species``."""
+        h = F.relu(self.head_norm(pooled))
+        if species is None:
+            return self.head(h)
+        return F.linear(h, self.head.weight[species], self.head.bias[species])
+
+    def forward(
+        self,
+        x: Tensor,
+        keep: Tensor | None = None,
+        embeddings: Sequence[Tensor] | None = None,
+        embedding_keep: Sequence[Tensor] | None = None,
+        species: Tensor | None = None,
+    ) -> Tensor:
+        tokens = self.tokenize(x, keep, embeddings, embedding_keep)
+        return self.head_logits(self.trunk(tokens), species)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,311 @@
+"""Find predictor rasters and extract their values at plot coordinates.
+
+Expected sources are the global rasters of the MaskSDM paper, one single-band file per predictor,
+named after it (file stem = predictor name, see :mod:`masksdm.predictors`):
+
+* WorldClim 2.1 bioclimatic variables ``bio_1`` .. ``bio_19`` (30 arc-seconds, EPSG:4326; Fick
+  S.E. & Hijmans R.J. 2017, WorldClim 2: new 1-km spatial resolution climate surfaces for global
+  land areas, International Journal of Climatology 37:4302-4315);
+* SoilGrids 250 m soil properties ``ORCDRC PHIHOX CECSOL BDTICM CLYPPT SLTPPT SNDPPT BLDFIE``
+  (Hengl T. et al. 2017, SoilGrids250m: global gridded soil information based on machine
+  learning, PLoS ONE 12:e0169748);
+* topography ``Elevation Slope Aspect`` (e.g. derived from SRTM);
+* the global human footprint 2009 and its pressures ``HFP2009 Built2009 Croplands2005 ...``
+  (Venter O. et al. 2016, Global terrestrial Human Footprint maps for 1993 and 2009, Scientific
+  Data 3:160067).
+
+Any other raster works too: its name becomes a predictor of the group named by its folder.
+
+File format: anything GDAL reads as a georeferenced grid; folders are searched (recursively) for
+GeoTIFF (``.tif``/``.tiff``), ESRI ASCII grids (``.asc``, with the CRS in a ``.prj`` file next to
+it), R raster (``.grd`` + ``.gri``), VRT (``.vrt``), ERDAS Imagine (``.img``) and netCDF (``.nc``,
+one variable). Band 1 is used. The raster must declare its CRS (any CRS: points are reprojected,
+rasters never are); its nodata value (and any mask band) becomes NaN; a scale/offset declared in
+the file (GDAL band scale/offset, e.g. netCDF ``scale_factor``/``add_offset``) is applied. Each
+point gets the value of the pixel containing it (no interpolation).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.errors
+import rasterio.warp
+import rasterio.windows
+from pyproj import CRS, Transformer
+from rasterio.enums import MaskFlags
+from tqdm import tqdm
+
+from masksdm.errors import DataError, RasterError
+from masksdm.plotdata import check_coordinates
+from masksdm.predictors import group_of
+
+__all__ = ["RASTER_SUFFIXES", "extract_rasters", "find_rasters", "raster_group"]
+
+logger = logging.getLogger(__name__)
+
+#: File extensions searched for in raster folders.
+RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".asc", ".grd", ".vrt", ".img", ".nc")
+
+# Rasters whose band 1 decodes to at most this many bytes are read in one go; larger ones are
+# read block by block, only the blocks that hold points.
+_READ_WHOLE_MAX_BYTES = 64 * 2**20
+_WGS84 = CRS.from_epsg(4326)
+
+Sources = str | Path | Sequence[str | Path]
+
+
+def find_rasters(sources: Sources) -> dict[str, Path]:
+    """Map predictor names (file stems) to raster files.
+
+    Args:
+        sources: a raster file, a folder (searched recursively for :data:`RASTER_SUFFIXES`; hidden
+            files and folders are skipped), or a sequence of them. A file named explicitly is
+            taken whatever its extension.
+
+    Returns:
+        ``{stem: path}`` in sorted path order within each source, sources in the given order.
+
+    Raises:
+        DataError: a source does not exist, two rasters share a stem, or no raster is found.
+    """
+    if isinstance(sources, str | Path):
+        sources = [sources]
+    found: dict[str, Path] = {}
+    for source in sources:
+        source = Path(source)
+        if source.is_file():
+            files = [source]
+        elif source.is_dir():
+            files = sorted(
+                p
+                for p in source.rglob("*")
+                if p.suffix.lower() in RASTER_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(source).parts)
+            )
+        else:
+            raise DataError(f"raster source '{source}' does not exist: pass raster files or folders")
+        for path in files:
+            name = path.stem
+            if name in found and found[name].resolve() != path.resolve():
+                raise DataError(
+                    f"two rasters are named '{name}': '{found[name]}' and '{path}'; each "
+                    "predictor needs one raster: rename or remove one of them"
+                )
+            found[name] = path
+    if not found:
+        shown = ", ".join(f"'{s}'" for s in sources)
+        raise DataError(
+            f"no raster ({'/'.join(RASTER_SUFFIXES)}) found in {shown}: pass the folder holding "
+            "your predictor rasters (--rasters DIR)"
+        )
+    return found
+
+
+def raster_group(path: str | Path) -> str:
+    """Predictor group of a raster: its catalogue group, else the name of its parent folder."""
+    path = Path(path)
+    group = group_of(path.stem, fallback="")
+    return group or path.resolve().parent.name
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(crs_wkt: str) -> Transformer:
+    """Transformer from WGS84 lon/lat to ``crs_wkt`` (x, y order), cached per CRS."""
+    return Transformer.from_crs(_WGS84, CRS.from_wkt(crs_wkt), always_xy=True)
+
+
+def _open(path: Path) -> rasterio.io.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
+        raise RasterError(
+            f"cannot read raster '{path}' ({exc}): it must be a raster file GDAL can open "
+            "(GeoTIFF, ESRI ASCII .asc, .grd, .vrt, .img, .nc)"
+        ) from exc
+
+
+def _lonlat_bounds(src: rasterio.io.DatasetReader) -> str:
+    try:
+        west, south, east, north = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    except Exception:  # bounds outside the CRS's domain: report them as they are
+        return f"{tuple(round(b, 4) for b in src.bounds)} in {src.crs}"
+    return f"lon {west:.4f}..{east:.4f}, lat {south:.4f}..{north:.4f}"
+
+
+def _pixel_indices(
+    src: rasterio.io.DatasetReader,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    projected: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and inside-mask of each point in ``src``'s grid (points reprojected, cached)."""
+    crs = CRS.from_user_input(src.crs)
+    key = crs.to_wkt()
+    if key not in projected:
+        if crs == _WGS84:
+            projected[key] = (lon, lat)
+        else:
+            x, y = _transformer(key).transform(lon, lat, errcheck=False)
+            projected[key] = (np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    x, y = projected[key]
+    if crs.is_geographic and src.bounds.right > 180 and src.bounds.left >= 0:
+        x = np.mod(x, 360.0)  # 0..360 longitudes (common in netCDF climate grids)
+    inverse = ~src.transform
+    col = np.floor(inverse.a * x + inverse.b * y + inverse.c)
+    row = np.floor(inverse.d * x + inverse.e * y + inverse.f)
+    inside = (
+        np.isfinite(col) & np.isfinite(row)
+        & (col >= 0) & (col < src.width) & (row >= 0) & (row < src.height)
+    )
+    rows = np.where(inside, row, 0).astype(np.int64)
+    cols = np.where(inside, col, 0).astype(np.int64)
+    return rows, cols, inside
+
+
+def _nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where ``values`` equal ``nodata``, compared in the band's own data type."""
+    if nodata is None:
+        return np.zeros(values.shape, dtype=bool)
+    if np.isnan(nodata):
+        return np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+    if values.dtype.kind in "iu":
+        info = np.iinfo(values.dtype)
+        if not (info.min <= nodata <= info.max) or nodata != int(nodata):
+            return np.zeros(values.shape, dtype=bool)
+    # Cast nodata to the band type: a float32 band with nodata -3.4e38 stores float32(-3.4e38).
+    return values == np.asarray(nodata).astype(values.dtype)
+
+
+def _sample(
+    src: rasterio.io.DatasetReader, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Band-1 values and validity (not nodata, not masked) at pixel (rows, cols)."""
+    flags = src.mask_flag_enums[0]
+    use_mask = not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags)
+    dtype = np.dtype(src.dtypes[0])
+    values = np.empty(len(rows), dtype=dtype)
+    valid = np.ones(len(rows), dtype=bool)
+    if len(rows) == 0:
+        return values, valid
+    if src.height * src.width * dtype.itemsize <= _READ_WHOLE_MAX_BYTES:
+        band = src.read(1)
+        values[:] = band[rows, cols]
+        if use_mask:
+            valid[:] = src.read_masks(1)[rows, cols] > 0
+        return values, valid
+
+    # Large raster: group points by block and read, per block, the window spanning its points.
+    block_h, block_w = src.block_shapes[0]
+    n_block_cols = -(-src.width // block_w)
+    block = (rows // block_h) * n_block_cols + cols // block_w
+    order = np.argsort(block, kind="stable")
+    sorted_block = block[order]
+    starts = np.flatnonzero(np.r_[True, sorted_block[1:] != sorted_block[:-1]])
+    r_sorted, c_sorted = rows[order], cols[order]
+    r0 = np.minimum.reduceat(r_sorted, starts)
+    r1 = np.maximum.reduceat(r_sorted, starts) + 1
+    c0 = np.minimum.reduceat(c_sorted, starts)
+    c1 = np.maximum.reduceat(c_sorted, starts) + 1
+    ends = np.r_[starts[1:], len(order)]
+    for i in range(len(starts)):  # one read per block holding points, not per point
+        window = rasterio.windows.Window(c0[i], r0[i], c1[i] - c0[i], r1[i] - r0[i])
+        chunk = src.read(1, window=window)
+        idx = order[starts[i] : ends[i]]
+        values[idx] = chunk[rows[idx] - r0[i], cols[idx] - c0[i]]
+        if use_mask:
+            valid[idx] = src.read_masks(1, window=window)[rows[idx] - r0[i], cols[idx] - c0[i]] > 0
+    return values, valid
+
+
+def _extract_one(
+    name: str,
+    path: Path,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    projected: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    with _open(path) as src:
+        if src.crs is None:
+            raise RasterError(
+                f"raster '{path}' has no CRS: assign one, e.g. "
+                "rioxarray's da.rio.write_crs('EPSG:4326') or `gdal_edit.py -a_srs EPSG:4326`, "
+                "or put a .prj file next to an .asc grid"
+            )
+        rows, cols, inside = _pixel_indices(src, lon, lat, projected)
+        n_out = int((~inside).sum())
+        if n_out * 2 > len(lon):
+            raise RasterError(
+                f"{n_out} of {len(lon)} points fall outside raster '{name}' ({path}), which covers "
+                f"{_lonlat_bounds(src)} (CRS {src.crs}): check that the raster's CRS is right and "
+                "that longitude and latitude are not swapped, or use a raster covering the plots"
+            )
+        if n_out:
+            logger.info(
+                "%d of %d points fall outside raster '%s' (%s): their %s is NaN",
+                n_out, len(lon), name, _lonlat_bounds(src), name,
+            )
+        raw, valid = _sample(src, rows[inside], cols[inside])
+        values = np.full(len(lon), np.nan)
+        kept = raw.astype(np.float64)
+        kept[~valid | _nodata_mask(raw, src.nodatavals[0])] = np.nan
+        scale, offset = src.scales[0], src.offsets[0]
+        if scale not in (None, 1.0) or offset not in (None, 0.0):
+            kept = kept * (1.0 if scale is None else scale) + (0.0 if offset is None else offset)
+        values[inside] = kept
+    return values
+
+
+def extract_rasters(
+    rasters: Mapping[str, str | Path] | Sources,
+    lon: Sequence[float] | np.ndarray | pd.Series,
+    lat: Sequence[float] | np.ndarray | pd.Series,
+    *,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Values of each raster's band 1 at WGS84 points (the pixel containing each point).
+
+    Points are reprojected to each raster's CRS (pyproj, one transformation per CRS); pixel
+    rows/columns come from the raster's affine transform; only the needed pixels are read (small
+    rasters at once, large ones only the blocks holding points). See the module docstring for
+    the expected sources and how to cite them.
+
+    Args:
+        rasters: ``{predictor name: raster path}`` (e.g. from :func:`find_rasters`), or raster
+            files/folders passed to :func:`find_rasters`.
+        lon: WGS84 longitudes (degrees), one per point.
+        lat: WGS84 latitudes (degrees), one per point.
+        progress: show a tqdm progress bar over the rasters.
+
+    Returns:
+        One float64 column per raster, in the given order, one row per point (RangeIndex). NaN
+        for nodata, masked pixels and points outside the raster (logged at INFO).
+
+    Raises:
+        DataError: invalid coordinates or lon/lat of different lengths.
+        RasterError: a raster cannot be read, has no CRS, or more than half of the points fall
+            outside it (wrong CRS or swapped coordinates).
+    """
+    if not isinstance(rasters, Mapping):
+        rasters = find_rasters(rasters)
+    lon_arr = np.asarray(lon, dtype=np.float64).ravel()
+    lat_arr = np.asarray(lat, dtype=np.float64).ravel()
+    if lon_arr.shape != lat_arr.shape:
+        raise DataError(
+            f"{len(lon_arr)} longitudes but {len(lat_arr)} latitudes: pass one of each per point"
+        )
+    check_coordinates(lon_arr, lat_arr, what="points")
+    projected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    columns: dict[str, np.ndarray] = {}
+    bar = tqdm(rasters.items(), total=len(rasters), desc="rasters", unit="raster", disable=not progress)
+    for name, path in bar:  # a loop over rasters; points are handled as arrays
+        bar.set_postfix_str(name, refresh=False)
+        columns[name] = _extract_one(name, Path(path), lon_arr, lat_arr, projected)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(lon_arr)), columns=list(rasters), dtype=np.float64)

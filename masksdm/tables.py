@@ -1,0 +1,341 @@
+"""Load your own presence/absence table (CSV, TSV or Parquet) as :class:`~masksdm.plotdata.PlotData`.
+
+Two layouts are accepted:
+
+``long`` (default): one row per (plot, species) record.
+    Columns ``plot_id``, ``species``, ``lon``, ``lat`` (names configurable) and, optionally, a
+    presence column and plot-level predictor columns. Coordinates and predictors are repeated on
+    every row of a plot and must agree within a plot. A row whose species is empty lists a plot
+    without species; with a presence column, rows with 0 are absences (the plot is kept, the
+    species is not recorded as present there).
+
+``wide``: one row per plot.
+    Columns ``plot_id``, ``lon``, ``lat``, the predictor columns, and one column per species
+    holding counts, cover or 0/1 (a value > 0 is a presence; 0 or empty is an absence). Every
+    column not named as plot, coordinate or predictor column is a species column.
+
+Files: ``.csv`` (comma), ``.tsv``/``.tab`` (tab), ``.txt`` (tab, semicolon or comma, sniffed
+from the first line), optionally compressed (``.gz``, ``.bz2``, ``.zip``, ``.xz``, ``.zst``), or
+``.parquet``/``.pq``. Text files are UTF-8 with a header row; empty cells, ``NA`` and ``NaN`` are
+missing. Coordinates are WGS84 longitude/latitude in degrees (EPSG:4326). Predictor values must
+be numeric; they are returned as float64, with missing and infinite values as NaN (MaskSDM masks
+them). Cite the data set you load as its authors ask.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import logging
+import lzma
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from masksdm.errors import DataError
+from masksdm.plotdata import PlotData, check_coordinates, filter_species
+
+__all__ = ["LAYOUTS", "load_presence_table", "read_table"]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of ``layout``.
+LAYOUTS: tuple[str, ...] = ("long", "wide")
+
+_COMPRESSION = {".gz", ".bz2", ".zip", ".xz", ".zst"}
+_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_PARQUET = {".parquet", ".pq"}
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _sniff_separator(path: Path) -> str:
+    """Tab, semicolon or comma, whichever the header line uses (tab first)."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"cannot read '{path}' ({exc}): it must be a UTF-8 text table") from exc
+    for sep in ("\t", ";", ","):
+        if sep in first:
+            return sep
+    return ","
+
+
+def read_table(
+    path: str | Path, *, sep: str | None = None, text_columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Read a CSV/TSV/text or Parquet table.
+
+    Text files: ``text_columns`` are read as text, other column types are inferred. Parquet files
+    keep their stored types.
+
+    Raises:
+        DataError: when the file is missing, of an unknown type, or cannot be parsed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"table '{path}' does not exist: check the path you passed")
+    suffix = _suffix(path)
+    if suffix in _PARQUET:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise DataError(f"cannot read Parquet file '{path}' ({exc}): write it again") from exc
+        return frame
+    if sep is None:
+        if suffix in _SEPARATORS:
+            sep = _SEPARATORS[suffix]
+        elif suffix == ".txt":
+            sep = _sniff_separator(path)
+        else:
+            raise DataError(
+                f"unknown table type '{suffix or path.name}' of '{path}': use .csv, .tsv, .txt or "
+                ".parquet, or give the separator (sep=..., --sep)"
+            )
+    try:
+        return pd.read_csv(
+            path,
+            sep=sep,
+            dtype={c: "str" for c in text_columns},
+            encoding="utf-8-sig",
+            keep_default_na=False,
+            na_values=["", "NA", "NaN", "nan", "N/A", "NULL"],
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"cannot parse '{path}' as a table separated by {sep!r} ({exc}): check the separator "
+            "(sep=..., --sep) and that the file is UTF-8 text"
+        ) from exc
+
+
+def _check_columns(frame: pd.DataFrame, needed: Sequence[str], path: Path) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        available = [str(c) for c in frame.columns]
+        shown = available[:30] + (["..."] if len(available) > 30 else [])
+        raise DataError(
+            f"'{path}' has no column(s) {missing}; available columns: {shown}: pass the right "
+            "column names (plot_column, species_column, lon_column, lat_column, "
+            "predictor_columns, presence_column)"
+        )
+
+
+def _plot_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Plot ids as int64 when every id is a plain integer, else as text."""
+    if values.isna().any():
+        raise DataError(
+            f"{int(values.isna().sum())} rows of '{path}' have an empty plot id ('{column}'): "
+            "fill them or drop those rows"
+        )
+    if pd.api.types.is_integer_dtype(values):
+        return values.astype(np.int64)
+    if pd.api.types.is_float_dtype(values):
+        if (values != np.round(values)).any():
+            raise DataError(f"plot ids in '{column}' of '{path}' are not integers: use integer or text ids")
+        return values.astype(np.int64)
+    text = values.astype("str")
+    if text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})").all():
+        return text.astype(np.int64)
+    return text
+
+
+def _numeric(
+    values: pd.Series, column: str, path: Path, what: str, hint: str = ""
+) -> np.ndarray:
+    """A column as float64; DataError naming a non-numeric value."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(np.float64).to_numpy()
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna() & values.notna()
+    if bad.any():
+        example = values[bad].iloc[0]
+        raise DataError(
+            f"{what} column '{column}' of '{path}' is not numeric (e.g. {example!r}): "
+            f"{hint or 'convert it to numbers, or leave it out'}"
+        )
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _predictors(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.DataFrame:
+    out = {}
+    for column in columns:
+        values = _numeric(frame[column], column, path, "predictor")
+        infinite = np.isinf(values)
+        if infinite.any():
+            logger.info(
+                "predictor '%s' of '%s': %d infinite values set to NaN (missing)",
+                column, path.name, int(infinite.sum()),
+            )
+            values[infinite] = np.nan
+        out[column] = values
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _check_constant(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    """Every plot (column ``plot_id``) must have one value of each column (NaN counts as a value)."""
+    if not columns or not frame["plot_id"].duplicated().any():
+        return
+    counts = frame.groupby("plot_id", sort=False)[columns].nunique(dropna=False)
+    bad = counts > 1
+    if bad.to_numpy().any():
+        column = bad.columns[bad.any(axis=0)][0]
+        plots = counts.index[bad[column]]
+        raise DataError(
+            f"{len(plots)} plots of '{path}' have different '{column}' values on different rows "
+            f"(e.g. plot {plots[0]!r}): in a long table each plot's coordinates and predictors "
+            "must be the same on all its rows; fix them or aggregate per plot first"
+        )
+
+
+def load_presence_table(
+    path: str | Path,
+    *,
+    layout: str = "long",
+    plot_column: str = "plot_id",
+    species_column: str = "species",
+    lon_column: str = "lon",
+    lat_column: str = "lat",
+    predictor_columns: Sequence[str] | None = None,
+    presence_column: str | None = None,
+    min_plots: int = 20,
+    sep: str | None = None,
+) -> PlotData:
+    """Load a presence/absence table in the long or wide layout (see the module docstring).
+
+    Args:
+        path: ``.csv``, ``.tsv``, ``.txt`` (optionally compressed) or ``.parquet`` file.
+        layout: ``"long"`` (one row per plot and species) or ``"wide"`` (one row per plot, one
+            column per species).
+        plot_column: plot id column; ids are kept as given (int64 when every id is an integer,
+            else text).
+        species_column: species name column (long layout only).
+        lon_column: WGS84 longitude column (degrees).
+        lat_column: WGS84 latitude column (degrees).
+        predictor_columns: numeric plot-level predictor columns to keep (float64; infinite
+            values become NaN). ``None``: none.
+        presence_column: long layout only: column of 0/1 or counts; rows with 0 are absences.
+            ``None``: every row is a presence.
+        min_plots: keep species present in MORE than this many distinct plots.
+        sep: field separator of a text file; ``None`` guesses it from the extension.
+
+    Returns:
+        PlotData with ``plots`` (``plot_id``, ``lon``, ``lat``, predictors; one row per plot in
+        order of first appearance) and ``occurrences`` (unique ``plot_id``/``species`` presences,
+        ordered by plot then species name).
+
+    Raises:
+        DataError: unreadable file, unknown layout, missing or non-numeric columns, plots whose
+            rows disagree, invalid or swapped coordinates, no species passing ``min_plots``.
+    """
+    path = Path(path)
+    if layout not in LAYOUTS:
+        raise DataError(f"unknown table layout {layout!r}: choose one of {list(LAYOUTS)}")
+    predictors = [] if predictor_columns is None else list(predictor_columns)
+    if len(set(predictors)) != len(predictors):
+        dupes = sorted({p for p in predictors if predictors.count(p) > 1})
+        raise DataError(f"predictor column(s) {dupes} named twice: name each column once")
+    for name, role in ((plot_column, "plot_id"), (lon_column, "lon"), (lat_column, "lat")):
+        if role in predictors or (role == "plot_id" and name in predictors):
+            raise DataError(
+                f"predictor column '{role}' would clash with the output's '{role}' column: rename it"
+            )
+    if layout == "wide" and presence_column is not None:
+        raise DataError("presence_column applies to the long layout only: leave it out for wide tables")
+
+    text_columns = [plot_column] + ([species_column] if layout == "long" else [])
+    frame = read_table(path, sep=sep, text_columns=text_columns)
+    frame.columns = [str(c) for c in frame.columns]
+    base = [plot_column, lon_column, lat_column]
+    if layout == "long":
+        needed = base + [species_column] + ([presence_column] if presence_column else []) + predictors
+    else:
+        needed = base + predictors
+    _check_columns(frame, list(dict.fromkeys(needed)), path)
+    if frame.empty:
+        raise DataError(f"'{path}' has no rows: it must list at least one plot")
+
+    table = pd.DataFrame(
+        {
+            "plot_id": _plot_ids(frame[plot_column], path, plot_column),
+            "lon": _numeric(frame[lon_column], lon_column, path, "longitude"),
+            "lat": _numeric(frame[lat_column], lat_column, path, "latitude"),
+        }
+    )
+    table = pd.concat([table, _predictors(frame, predictors, path)], axis=1)
+    check_coordinates(table["lon"], table["lat"], what=f"rows of '{path.name}'")
+
+    if layout == "long":
+        _check_constant(table, ["lon", "lat", *predictors], path)
+        plots = table.drop_duplicates("plot_id", keep="first", ignore_index=True)
+        species = frame[species_column]
+        present = species.notna().to_numpy()
+        if presence_column is not None:
+            amount = _numeric(frame[presence_column], presence_column, path, "presence")
+            if np.isnan(amount).any() or (amount < 0).any():
+                n_bad = int((np.isnan(amount) | (amount < 0)).sum())
+                raise DataError(
+                    f"{n_bad} rows of '{path}' have an empty or negative '{presence_column}': "
+                    "presence values must be 0 (absent), 1 or a count"
+                )
+            present &= amount > 0
+        occurrences = pd.DataFrame(
+            {
+                "plot_id": table["plot_id"].to_numpy()[present],
+                "species": species.to_numpy()[present],
+            }
+        )
+    else:
+        duplicated = table["plot_id"].duplicated()
+        if duplicated.any():
+            raise DataError(
+                f"{int(duplicated.sum())} plot ids of wide table '{path}' appear on several rows "
+                f"(e.g. {table.loc[duplicated, 'plot_id'].iloc[0]!r}): a wide table has one row per "
+                "plot; merge them, or use layout='long'"
+            )
+        plots = table.reset_index(drop=True)
+        species_columns = [c for c in frame.columns if c not in set(base) | set(predictors)]
+        if not species_columns:
+            raise DataError(
+                f"wide table '{path}' has no species columns (every column is a plot, coordinate "
+                "or predictor column): add one column per species, or use layout='long'"
+            )
+        hint = (
+            "in the wide layout every column not named as plot, coordinate or predictor column "
+            "is a species column of counts or 0/1; if it is a predictor, name it in "
+            "predictor_columns (it must then be numeric), otherwise drop it from the table"
+        )
+        matrix = np.column_stack(
+            [_numeric(frame[c], c, path, "species", hint) for c in species_columns]
+        )
+        rows, cols = np.nonzero(np.nan_to_num(matrix, nan=0.0) > 0)
+        occurrences = pd.DataFrame(
+            {
+                "plot_id": plots["plot_id"].to_numpy()[rows],
+                "species": np.asarray(species_columns, dtype=object)[cols],
+            }
+        )
+
+    occurrences["species"] = occurrences["species"].astype("str")
+    order = pd.Index(plots["plot_id"]).get_indexer(occurrences["plot_id"])
+    occurrences = (
+        occurrences.assign(_order=order)
+        .drop_duplicates(["plot_id", "species"])
+        .sort_values(["_order", "species"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+    occurrences = filter_species(occurrences, min_plots=min_plots)
+    logger.info(
+        "%s: %d plots, %d species in more than %d plots, %d presences",
+        path.name, len(plots), occurrences["species"].nunique(), min_plots, len(occurrences),
+    )
+    return PlotData(plots=plots, occurrences=occurrences, source=f"{layout} table '{path}'")

@@ -1,0 +1,298 @@
+"""Masked training of MaskSDM: random predictor masking, early stopping, resumable runs.
+
+Each training batch draws one keep-probability p ~ U(0, 1) and keeps every predictor of every plot
+independently with probability p; NaN values are always masked. So the number of visible
+predictors per plot is uniform over 0..P, the model learns every subset size, and at prediction time
+it works from ANY subset (Zbinden et al. 2025). ``masking="none"`` trains the classical baseline:
+NaN mean-imputed (0 after z-scoring), nothing masked.
+
+A run folder receives ``model.safetensors`` + ``model.json`` (best epoch on validation mean AUC),
+``metrics.csv`` (one row per epoch), ``config.toml`` (the resolved config) and ``resume/`` (the
+last epoch's full state, so an interrupted run continues with ``resume=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from masksdm._io import atomic_path, write_json, write_parquet, write_text
+from masksdm.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
+from masksdm.config import RunConfig
+from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from masksdm.inference import autocast, predict_logits, resolve_device
+from masksdm.losses import make_loss
+from masksdm.metrics import max_tss, roc_auc
+from masksdm.model import MaskSDM
+from masksdm.predictors import resolve_subset
+from masksdm.workspace import Workspace
+
+__all__ = ["TrainResult", "allowed_mask", "model_inputs", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a finished training run."""
+
+    run_dir: Path
+    best_epoch: int
+    best_val_auc: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    samples_per_second: float
+
+
+def allowed_mask(config: RunConfig, predictor_names: list[str], predictors) -> np.ndarray:
+    """(P,) bool: the predictors this run may see (``train.use``; all when empty)."""
+    allowed = np.zeros(len(predictor_names), dtype=bool)
+    allowed[resolve_subset(config.train.use or None, predictors)] = True
+    return allowed
+
+
+def model_inputs(x: np.ndarray, allowed: np.ndarray, masking: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs and keep mask as a model of this masking mode expects them.
+
+    MaskSDM (``"random"``): values as they are, hidden predictors masked.
+    Baseline (``"none"``): NaN and hidden predictors set to 0 (the training mean), nothing masked.
+    """
+    if masking == "none":
+        return np.where(allowed[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32), None
+    return x, allowed
+
+
+def _rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    out = {"rng.generator": generator.get_state(), "rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out["rng.cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def _save_state(path: Path, model, optimizer, generator, info: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, state in opt["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    tensors.update(_rng_tensors(generator))
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / "state.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    write_json(path / "state.json", {**info, "param_groups": opt["param_groups"]})
+
+
+def _load_state(path: Path, model, optimizer, generator, device) -> dict[str, Any]:
+    try:
+        info = json.loads((path / "state.json").read_text())
+        tensors = load_file(str(path / "state.safetensors"))
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"the resume state in '{path}' is unreadable ({err}): start over with --force") from None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value.to(device) if value.ndim else value
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return info
+
+
+def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
+    started = (run_dir / "model.json").exists() or (run_dir / "resume").exists()
+    if resume:
+        if not (run_dir / "resume" / "state.json").exists():
+            raise CheckpointError(f"nothing to resume in '{run_dir}': start the run without --resume")
+        return
+    if started and not force:
+        raise OutputExistsError(
+            f"run '{run_dir}' already exists: pass --resume to continue it or --force to start over"
+        )
+    if started:
+        for name in ("model.json", "model.safetensors", "metrics.csv", "config.toml", "thresholds.parquet"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "resume", ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _mean_auc(logits: np.ndarray, y: np.ndarray) -> float:
+    auc = roc_auc(logits, y)
+    return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+
+
+def train(
+    workspace: Workspace | str | Path,
+    run_dir: str | Path,
+    *,
+    config: RunConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train MaskSDM (or the unmasked baseline) on a workspace.
+
+    Args:
+        workspace: a prepared workspace (see :func:`masksdm.workspace.prepare_workspace`).
+        run_dir: output folder of this run (e.g. ``WORKSPACE/models/main``).
+        config: the run config; with ``resume`` and no config, the run's own config is used.
+        resume: continue an interrupted run from its last finished epoch.
+        force: overwrite an existing run.
+        progress: show a progress bar.
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, resume=resume, force=force)
+    if resume:
+        saved = RunConfig.from_dict(json.loads((run_dir / "resume" / "state.json").read_text())["config"])
+        if config is not None and config != saved:
+            raise ConfigError(
+                f"run '{run_dir}' was started with another config: resume without --config/--preset, "
+                "or start over with --force"
+            )
+        config = saved
+    config = config or RunConfig()
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(tc.seed)
+
+    predictors = ws.predictors
+    names = ws.predictor_names
+    allowed = allowed_mask(config, names, predictors)
+    train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
+    if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
+        raise DataError("the training or validation split is empty: rebuild the workspace with other split fractions")
+    if not np.isfinite(roc_auc(np.zeros(val_arr["y"].shape), val_arr["y"])).any():
+        raise DataError(
+            "no species has both presences and absences in the validation split: use more plots, a "
+            "larger --val-fraction or a smaller --block-size"
+        )
+    x_train_np, _ = model_inputs(train_arr["x"], allowed, tc.masking)
+    x_val, keep_val = model_inputs(val_arr["x"], allowed, tc.masking)
+    x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
+    y_train = torch.from_numpy(train_arr["y"]).to(device)
+    allowed_t = torch.from_numpy(allowed).to(device)
+
+    card = ModelCard(
+        config=config,
+        predictors=predictors,
+        species=ws.species_names,
+        normalisation={n: ws.normalisation[n] for n in names},
+    )
+    model: MaskSDM = build_model(card).to(device)
+    loss_fn = make_loss(tc.loss, y_train).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    warmup = max(tc.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+
+    info: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if resume:
+        info = _load_state(run_dir / "resume", model, optimizer, generator, device)
+        scheduler.last_epoch = info["step"]  # the restored param groups already hold the current lr
+        log.info("resuming %s after epoch %d", run_dir, info["epoch"])
+    write_text(run_dir / "config.toml", config.to_toml())
+
+    n = x_train.shape[0]
+    n_batches = math.ceil(n / tc.batch_size)
+    start_time = time.perf_counter()
+    samples_seen = 0
+    stopped_early = False
+    bar = tqdm(range(info["epoch"], tc.epochs), desc=f"train {run_dir.name}", unit="epoch", disable=not progress,
+               initial=info["epoch"], total=tc.epochs)
+    for epoch in bar:
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(n, device=device, generator=generator)
+        total = torch.zeros((), device=device)
+        for b in range(n_batches):
+            idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            keep = None
+            if tc.masking == "random":
+                p = torch.rand((), device=device, generator=generator)
+                keep = (torch.rand(xb.shape, device=device, generator=generator) < p) & allowed_t
+            with autocast(device, tc.precision):
+                loss = loss_fn(model(xb, keep), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.detach()
+        samples_seen += n
+        train_loss = float(total) / n_batches
+        val_logits = predict_logits(model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
+        val_auc = _mean_auc(val_logits, val_arr["y"])
+        info["step"] += n_batches
+        info["epoch"] = epoch + 1
+        row = {
+            "epoch": epoch + 1, "train_loss": train_loss, "val_mean_auc": val_auc,
+            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start,
+        }
+        info["history"].append(row)
+        improved = val_auc > info["best_auc"]
+        if improved:
+            info["best_auc"], info["best_epoch"], info["bad_epochs"] = val_auc, epoch + 1, 0
+            card.metrics = {"best_epoch": epoch + 1, "val_mean_auc": val_auc, "complete": False}
+            save_checkpoint(run_dir, model, card)
+        else:
+            info["bad_epochs"] += 1
+        _save_state(run_dir / "resume", model, optimizer, generator, {**info, "config": config.to_dict()})
+        write_text(run_dir / "metrics.csv", pd.DataFrame(info["history"]).to_csv(index=False))
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{val_auc:.3f}", best=f"{info['best_auc']:.3f}")
+        if tc.patience and info["bad_epochs"] >= tc.patience:
+            stopped_early = True
+            break
+    bar.close()
+    seconds = time.perf_counter() - start_time
+
+    best, card = load_checkpoint(run_dir, device=device)
+    val_logits = predict_logits(best, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
+    val_prob = 1 / (1 + np.exp(-val_logits.astype(np.float64)))
+    tss, thresholds = max_tss(val_prob, val_arr["y"])
+    card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
+    card.metrics = {
+        "best_epoch": info["best_epoch"],
+        "val_mean_auc": _mean_auc(val_logits, val_arr["y"]),
+        "val_mean_tss": float(np.nanmean(tss)),
+        "epochs_run": info["epoch"],
+        "stopped_early": stopped_early,
+        "train_seconds": seconds,
+        "device": str(device),
+        "n_train": int(n),
+        "n_val": len(x_val),
+        "complete": True,
+    }
+    save_checkpoint(run_dir, best, card)
+    write_parquet(
+        run_dir / "thresholds.parquet",
+        pd.DataFrame({"species": card.species, "threshold_max_tss_val": thresholds, "val_tss": tss}),
+    )
+    return TrainResult(
+        run_dir=run_dir,
+        best_epoch=info["best_epoch"],
+        best_val_auc=float(info["best_auc"]),
+        epochs_run=info["epoch"],
+        stopped_early=stopped_early,
+        seconds=seconds,
+        samples_per_second=samples_seen / seconds if seconds > 0 else float("nan"),
+    )

@@ -61,5 +61,5 @@ def tiny_run(tiny_workspace):
     from masksdm.training import train
 
     run_dir = tiny_workspace.path / "models" / "tiny"
-    train(tiny_workspace, run_dir, config=tiny_config(epochs=6), progress=False)
+    train(tiny_workspace, run_dir, config=tiny_config(epochs=12), progress=False)
     return run_dir

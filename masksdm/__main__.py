@@ -1,0 +1,7 @@
+"""``python -m masksdm`` runs the command line."""
+
+import sys
+
+from masksdm.cli import main
+
+sys.exit(main())

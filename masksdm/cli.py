@@ -1,0 +1,335 @@
+"""The ``masksdm`` command line: ``masksdm <command> --help`` explains each command.
+
+Typical use::
+
+    masksdm demo                                  # everything on the built-in virtual world
+    masksdm prepare --splotopen DIR --rasters DIR --workspace ws
+    masksdm train --workspace ws --preset cpu
+    masksdm evaluate --workspace ws
+    masksdm compare --workspace ws
+    masksdm info --workspace ws
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from masksdm import __version__
+from masksdm.errors import MaskSDMError
+
+__all__ = ["main"]
+
+log = logging.getLogger("masksdm")
+
+_EPILOG = """\
+The workspace is a folder shared by all commands (tables, predictors, models, reports).
+Start with `masksdm demo` to see the whole pipeline on simulated data in a few minutes.
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_config(args: argparse.Namespace):
+    from masksdm.config import load_config, preset
+
+    config = load_config(args.config) if args.config else preset(args.preset)
+    changes = {}
+    for key in ("epochs", "device", "masking", "seed", "batch_size"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    if getattr(args, "use", None):
+        changes["use"] = tuple(_csv(args.use))
+    return config.replace_train(**changes) if changes else config
+
+
+def _add_train_options(p: argparse.ArgumentParser, *, default_preset: str) -> None:
+    p.add_argument("--config", type=Path, help="TOML run config (preset + [model] + [train] overrides)")
+    p.add_argument("--preset", default=default_preset, choices=["cpu", "paper"],
+                   help=f"model/training preset when no --config is given (default: {default_preset})")
+    p.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="training batch size")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: auto)")
+    p.add_argument("--seed", type=int, help="training seed")
+
+
+def _print_table(frame, *, digits: int = 3) -> None:
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}"))
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from masksdm.config import preset
+    from masksdm.demo import run_demo
+
+    config = preset("cpu")
+    if args.epochs:
+        config = config.replace_train(epochs=args.epochs)
+    result = run_demo(args.out, seed=args.seed, n_plots=args.plots, n_species=args.species, config=config,
+                      force=args.force, progress=not args.quiet)
+    table = result.table.rename(columns={"mean_auc": "MaskSDM_AUC", "bayes_auc": "Bayes_AUC", "mean_tss": "MaskSDM_TSS"})
+    print("\nMaskSDM on the virtual world, test split (mean over species; Bayes_AUC: the truth's own AUC,")
+    print("estimated as E[p | group] by k-NN for single groups):\n")
+    _print_table(table)
+    print(f"\nworld (sPlotOpen files, rasters, truth): {result.root / 'world'}")
+    print(f"workspace:                               {result.workspace}")
+    print(f"model:                                   {result.run_dir}")
+    print(f"reports:                                 {result.workspace / 'reports'}")
+    print(f"done in {result.seconds:.0f} s")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from masksdm.simulate import simulate_world
+
+    paths = simulate_world(args.out, scale=args.scale, seed=args.seed, n_plots=args.plots, n_species=args.species,
+                           resolution=args.resolution, force=args.force, progress=not args.quiet)
+    print(f"sPlotOpen files: {paths.splotopen_dir}\nrasters:         {paths.rasters_dir}\ntruth:           {paths.truth_dir}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from masksdm.rasters import find_rasters
+    from masksdm.workspace import prepare_workspace
+
+    if bool(args.splotopen) == bool(args.table):
+        raise MaskSDMError("give exactly one source: --splotopen DIR or --table FILE")
+    if args.splotopen:
+        from masksdm.splotopen import load_splotopen
+
+        data = load_splotopen(args.splotopen, min_plots=args.min_plots)
+    else:
+        from masksdm.tables import load_presence_table
+
+        data = load_presence_table(
+            args.table, layout=args.layout, plot_column=args.plot_column, species_column=args.species_column,
+            lon_column=args.lon_column, lat_column=args.lat_column, presence_column=args.presence_column,
+            predictor_columns=_csv(args.predictor_columns) if args.predictor_columns else None,
+            min_plots=args.min_plots,
+        )
+    rasters = find_rasters(args.rasters) if args.rasters else None
+    ws = prepare_workspace(data, args.workspace, rasters=rasters, block_size=args.block_size,
+                           test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
+                           force=args.force, progress=not args.quiet)
+    split = ws.meta["split"]
+    print(f"workspace {ws.path}: {ws.meta['n_plots']} plots, {ws.meta['n_species']} species, "
+          f"{ws.meta['n_predictors']} predictors; train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from masksdm.training import train
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    config = None if (args.resume and not args.config and not _explicit_train_options(args)) else _run_config(args)
+    result = train(ws, ws.models_dir() / args.run, config=config, resume=args.resume, force=args.force,
+                   progress=not args.quiet)
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: validation mean AUC {result.best_val_auc:.4f} "
+          f"({result.samples_per_second:.0f} samples/s, {result.seconds:.0f} s)\nmodel: {result.run_dir}")
+    return 0
+
+
+def _explicit_train_options(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k, None) is not None for k in ("epochs", "device", "masking", "seed", "batch_size", "use"))
+
+
+def _subsets_from_args(args: argparse.Namespace, card):
+    from masksdm.evaluation import default_subsets
+
+    if not args.subsets:
+        return default_subsets(card)
+    out = {}
+    for item in args.subsets:
+        out[item] = None if item == "all" else _csv(item.replace("+", ","))
+    return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from masksdm._io import write_parquet, write_text
+    from masksdm.checkpoint import load_checkpoint
+    from masksdm.evaluation import evaluate
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    model, card = load_checkpoint(ws.models_dir() / args.run)
+    result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card))
+    _print_table(result.summary)
+    reports = ws.path / "reports"
+    write_text(reports / f"evaluation_{args.run}_{args.split}.csv", result.summary.to_csv(index=False))
+    write_parquet(reports / f"evaluation_{args.run}_{args.split}_per_species.parquet", result.per_species)
+    print(f"\nwritten to {reports}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from masksdm._io import write_text
+    from masksdm.checkpoint import read_card
+    from masksdm.compare import compare_subsets, format_table
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    card, _ = read_card(ws.models_dir() / args.run)
+    table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), progress=not args.quiet)
+    markdown = format_table(table)
+    print("\nTest mean AUC x100 (best non-oracle value in bold):\n")
+    print(markdown)
+    reports = ws.path / "reports"
+    write_text(reports / f"compare_{args.run}.csv", table.to_csv())
+    write_text(reports / f"compare_{args.run}.md", markdown + "\n")
+    print(f"\nwritten to {reports / f'compare_{args.run}.md'}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from masksdm.checkpoint import read_card
+    from masksdm.predictors import predictor_groups
+    from masksdm.workspace import Workspace
+
+    if args.workspace:
+        ws = Workspace(args.workspace)
+        meta = ws.meta
+        print(f"workspace {ws.path} (masksdm {meta['masksdm_version']}, {meta['created']})")
+        print(f"  source: {meta['source']}")
+        print(f"  {meta['n_plots']} plots, {meta['n_species']} species, {meta['n_predictors']} predictors")
+        s = meta["split"]
+        print(f"  split: {s['block_size']} degree blocks, train/val/test = {s['n_train']}/{s['n_val']}/{s['n_test']}")
+        for group, names in predictor_groups(ws.predictors).items():
+            print(f"  {group} ({len(names)}): {', '.join(names)}")
+        runs = sorted(p.parent.name for p in ws.models_dir().glob("*/model.json"))
+        print(f"  models: {', '.join(runs) if runs else 'none yet (masksdm train)'}")
+    run_dir = args.checkpoint or (Path(args.workspace) / "models" / args.run if args.workspace and args.run else None)
+    if run_dir:
+        card, raw = read_card(run_dir)
+        m = card.metrics
+        print(f"model {run_dir} (masksdm {card.masksdm_version}, {card.created})")
+        print(f"  preset {card.config.preset}, masking {card.config.train.masking}, "
+              f"{len(card.predictors)} predictors, {len(card.species)} species")
+        if m:
+            print(f"  best epoch {m.get('best_epoch')}, validation mean AUC {m.get('val_mean_auc', float('nan')):.4f}, "
+                  f"complete: {m.get('complete')}")
+    if not args.workspace and not run_dir:
+        raise MaskSDMError("give --workspace DIR and/or --checkpoint RUN_DIR")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masksdm", description="MaskSDM species distribution models from any subset of predictors.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"masksdm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="simulate a virtual world, train and evaluate MaskSDM (a few minutes)")
+    p.add_argument("--out", type=Path, default=Path("masksdm-demo"), help="output folder (default: ./masksdm-demo)")
+    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument("--plots", type=int, help="number of plots (default 5000)")
+    p.add_argument("--species", type=int, help="number of virtual species (default 300)")
+    p.add_argument("--epochs", type=int, help="maximum training epochs (default: the cpu preset's)")
+    p.add_argument("--force", action="store_true", help="rebuild into a non-empty --out")
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="write a virtual world: sPlotOpen-format plots, rasters, and the truth")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--scale", choices=["demo", "splotopen"], default="demo",
+                   help="demo: 5,000 plots x 300 species over Europe; splotopen: 95,104 x 12,738, global")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", type=int, help="override the number of plots")
+    p.add_argument("--species", type=int, help="override the number of species")
+    p.add_argument("--resolution", type=float, help="raster resolution in degrees")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    _add_common(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("prepare", help="build a workspace from plots (sPlotOpen or any table) and rasters")
+    p.add_argument("--workspace", type=Path, required=True, help="workspace folder to create")
+    p.add_argument("--splotopen", type=Path, help="folder with sPlotOpen_header*.txt and sPlotOpen_DT*.txt")
+    p.add_argument("--table", type=Path, help="presence/absence table (CSV, TSV or Parquet)")
+    p.add_argument("--layout", choices=["long", "wide"], default="long",
+                   help="long: one row per (plot, species); wide: one column per species")
+    p.add_argument("--plot-column", default="plot_id")
+    p.add_argument("--species-column", default="species")
+    p.add_argument("--lon-column", default="lon")
+    p.add_argument("--lat-column", default="lat")
+    p.add_argument("--presence-column", help="long layout: column of 0/1 or counts (0 = absent)")
+    p.add_argument("--predictor-columns", help="comma-separated predictor columns already in the table")
+    p.add_argument("--rasters", nargs="+", type=Path, help="raster files or folders (GeoTIFF, .asc, .grd, ...)")
+    p.add_argument("--min-plots", type=int, default=20, help="keep species seen in more than this many plots (20)")
+    p.add_argument("--block-size", type=float, default=1.0, help="spatial block size in degrees (1)")
+    p.add_argument("--test-fraction", type=float, default=0.15)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=42, help="split seed (42)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing workspace")
+    _add_common(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train MaskSDM on a workspace (resumable)")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main", help="run name: models/<run>/ (default main)")
+    _add_train_options(p, default_preset="cpu")
+    p.add_argument("--masking", choices=["random", "none"], help="random = MaskSDM; none = unmasked baseline")
+    p.add_argument("--use", help="only these predictors/groups (comma-separated), e.g. an oracle")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    subsets_help = ("subsets to evaluate: group or predictor names, '+' to combine (WorldClim+SoilGrids), "
+                    "'all'; default: each group alone and all")
+    p = sub.add_parser("evaluate", help="AUC and TSS of a model under predictor subsets")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--subsets", nargs="+", help=subsets_help)
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="MaskSDM vs imputation baselines vs retrained oracles, per subset (slow)")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main", help="the MaskSDM run to compare")
+    p.add_argument("--subsets", nargs="+", help=subsets_help)
+    _add_common(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("info", help="describe a workspace and/or a trained model")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--run", default="main")
+    p.add_argument("--checkpoint", type=Path, help="a run folder (model.json + model.safetensors)")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``masksdm`` and ``python -m masksdm``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except MaskSDMError as err:
+        print(f"masksdm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"masksdm {args.command}: interrupted (finished work is kept; rerun with --resume where offered)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

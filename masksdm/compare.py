@@ -1,0 +1,130 @@
+"""Subset comparison in the style of the MaskSDM paper.
+
+For each predictor subset (default: each group alone, and all predictors) it reports test mean AUC of:
+
+* **MaskSDM** with the other predictors masked (one model for every subset);
+* the **same architecture trained without masking**, fed imputed values for the hidden predictors:
+  training mean, training median, or k-nearest-neighbour conditional imputation;
+* an **oracle**: the same architecture retrained on that subset alone (for "all", the unmasked
+  model itself, as in the paper).
+
+Baselines are trained into ``models/<run>-unmasked`` and ``models/<run>-oracle-<subset>`` and reused
+when already complete, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from masksdm.checkpoint import load_checkpoint, read_card
+from masksdm.config import RunConfig
+from masksdm.errors import CheckpointError
+from masksdm.evaluation import default_subsets, subset_logits
+from masksdm.imputation import make_imputer
+from masksdm.metrics import roc_auc
+from masksdm.training import train
+from masksdm.workspace import Workspace
+
+__all__ = ["compare_subsets", "format_table"]
+
+log = logging.getLogger(__name__)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress: bool) -> None:
+    """Train ``run_dir`` unless it holds a complete run with the same config; resume if interrupted."""
+    if (run_dir / "model.json").exists():
+        try:
+            card, _ = read_card(run_dir)
+        except CheckpointError:
+            card = None
+        if card is not None and card.config == config and card.metrics.get("complete"):
+            log.info("reusing %s", run_dir)
+            return
+    resumable = (run_dir / "resume" / "state.json").exists()
+    if resumable:
+        saved = json.loads((run_dir / "resume" / "state.json").read_text())["config"]
+        resumable = RunConfig.from_dict(saved) == config
+    train(ws, run_dir, config=None if resumable else config, resume=resumable, force=not resumable, progress=progress)
+
+
+def compare_subsets(
+    workspace: Workspace | str | Path,
+    run: str = "main",
+    *,
+    subsets: Mapping[str, Sequence[str] | None] | None = None,
+    imputations: Sequence[str] = ("mean", "median", "knn"),
+    split: str = "test",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Mean AUC of MaskSDM, imputation baselines and oracles, one column per subset.
+
+    Returns:
+        A DataFrame indexed by method (``MaskSDM``, ``mean imputation``, ..., ``oracle``) with one
+        column per subset.
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    models = ws.models_dir()
+    model, card = load_checkpoint(models / run)
+    if card.config.train.masking != "random":
+        raise CheckpointError(f"run '{run}' was trained without masking: compare needs a MaskSDM run")
+    subsets = dict(default_subsets(card) if subsets is None else subsets)
+    baseline_config = card.config.replace_train(masking="none", use=())
+    _ensure_trained(ws, models / f"{run}-unmasked", baseline_config, progress=progress)
+    for name, subset in subsets.items():
+        if subset is not None:
+            oracle_config = card.config.replace_train(masking="none", use=tuple(subset))
+            _ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
+
+    y = ws.labels(split)
+    x = card.features(ws.raw_predictors(split, card.predictor_names))
+    x_train = card.features(ws.raw_predictors("train", card.predictor_names))
+    baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
+    imputers = {name: make_imputer(name, x_train) for name in imputations}
+
+    def mean_auc(logits: np.ndarray) -> float:
+        return float(np.nanmean(roc_auc(logits, y)))
+
+    table: dict[str, dict[str, float]] = {"MaskSDM": {}}
+    for name in imputations:
+        table[f"{name} imputation"] = {}
+    table["oracle"] = {}
+    steps = tqdm(subsets.items(), desc="compare", unit="subset", disable=not progress)
+    for name, subset in steps:
+        table["MaskSDM"][name] = mean_auc(subset_logits(model, card, x, subset))
+        for imp_name, imputer in imputers.items():
+            logits = subset_logits(baseline, baseline_card, x, subset, imputer=imputer)
+            table[f"{imp_name} imputation"][name] = mean_auc(logits)
+        if subset is None:
+            oracle, oracle_card = baseline, baseline_card
+        else:
+            oracle, oracle_card = load_checkpoint(models / f"{run}-oracle-{_slug(name)}")
+        table["oracle"][name] = mean_auc(subset_logits(oracle, oracle_card, x, subset))
+    return pd.DataFrame(table).T[list(subsets)]
+
+
+def format_table(frame: pd.DataFrame, *, scale: float = 100.0, digits: int = 1) -> str:
+    """A Markdown table of mean AUC (x100 by default), best non-oracle value per column in bold."""
+    cols = list(frame.columns)
+    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    contenders = frame.drop(index="oracle", errors="ignore")
+    best = contenders.max(axis=0)
+    for method, row in frame.iterrows():
+        cells = []
+        for col in cols:
+            text = f"{row[col] * scale:.{digits}f}"
+            if method != "oracle" and np.isclose(row[col], best[col]):
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

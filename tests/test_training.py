@@ -1,0 +1,94 @@
+"""Masked training: it learns, logs, selects, resumes exactly, and refuses to clobber runs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+import masksdm.training as training
+from masksdm.checkpoint import load_checkpoint
+from masksdm.errors import CheckpointError, ConfigError, OutputExistsError
+from masksdm.training import train
+
+
+def test_run_folder_contents(tiny_run):
+    metrics = pd.read_csv(tiny_run / "metrics.csv")
+    assert list(metrics["epoch"]) == list(range(1, 13))
+    assert {"train_loss", "val_mean_auc", "lr", "seconds"} <= set(metrics.columns)
+    model, card = load_checkpoint(tiny_run)
+    best = int(metrics["val_mean_auc"].idxmax()) + 1
+    assert card.metrics["best_epoch"] == best and card.metrics["complete"]
+    assert np.isclose(card.metrics["val_mean_auc"], metrics["val_mean_auc"].max(), atol=1e-6)
+    assert card.metrics["val_mean_auc"] > 0.65  # the fixture's species respond to bio_1 and PHIHOX
+    assert len(card.thresholds) == len(card.species)
+    assert (tiny_run / "config.toml").read_text().count("[train]") == 1
+    assert (tiny_run / "thresholds.parquet").exists()
+
+
+def test_training_loss_decreases(tiny_run):
+    loss = pd.read_csv(tiny_run / "metrics.csv")["train_loss"]
+    assert loss.iloc[-1] < loss.iloc[0]
+
+
+def test_interrupted_run_resumes_to_the_same_model(tiny_workspace, tmp_path, monkeypatch):
+    config = tiny_config(epochs=4)
+    full = train(tiny_workspace, tmp_path / "full", config=config, progress=False)
+
+    calls = {"n": 0}
+    real = training.predict_logits
+
+    def interrupt_on_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_logits", interrupt_on_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_workspace, tmp_path / "cut", config=config, progress=False)
+    monkeypatch.setattr(training, "predict_logits", real)
+    assert len(pd.read_csv(tmp_path / "cut" / "metrics.csv")) == 2
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(tiny_workspace, tmp_path / "cut", config=config, progress=False)
+    with pytest.raises(ConfigError, match="another config"):
+        train(tiny_workspace, tmp_path / "cut", config=tiny_config(epochs=5), resume=True, progress=False)
+    resumed = train(tiny_workspace, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.epochs_run == full.epochs_run == 4
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-6)
+    wa = load_file(str(tmp_path / "full" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    for key in wa:
+        np.testing.assert_allclose(wa[key].numpy(), wb[key].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_resume_without_state(tiny_workspace, tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(tiny_workspace, tmp_path / "none", resume=True, progress=False)
+
+
+def test_force_restarts(tiny_workspace, tmp_path):
+    config = tiny_config(epochs=1)
+    train(tiny_workspace, tmp_path / "r", config=config, progress=False)
+    result = train(tiny_workspace, tmp_path / "r", config=tiny_config(epochs=2), force=True, progress=False)
+    assert result.epochs_run == 2 and len(pd.read_csv(tmp_path / "r" / "metrics.csv")) == 2
+
+
+def test_early_stopping(tiny_workspace, tmp_path):
+    result = train(tiny_workspace, tmp_path / "es", config=tiny_config(epochs=40, patience=2, lr=1e-6), progress=False)
+    assert result.stopped_early and result.epochs_run < 40
+    assert result.epochs_run - result.best_epoch == 2
+
+
+def test_oracle_ignores_hidden_predictors(tiny_workspace, tmp_path):
+    from masksdm.evaluation import subset_logits
+
+    run = tmp_path / "oracle"
+    train(tiny_workspace, run, config=tiny_config(epochs=2, masking="none", use=("WorldClim",)), progress=False)
+    model, card = load_checkpoint(run)
+    x = tiny_workspace.features("test")
+    x2 = x.copy()
+    x2[:, 1:] += 3.0  # everything but bio_1
+    np.testing.assert_allclose(subset_logits(model, card, x, None), subset_logits(model, card, x2, None), rtol=1e-5)

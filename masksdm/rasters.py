@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def find_rasters(sources: Sources) -> dict[str, Path]:
                 and not any(part.startswith(".") for part in p.relative_to(source).parts)
             )
         else:
-            raise DataError(f"raster source '{source}' does not exist: pass raster files or folders")
+            raise DataError(
+                f"raster source '{source}' does not exist: pass raster files or folders"
+            )
         for path in files:
             name = path.stem
             if name in found and found[name].resolve() != path.resolve():
@@ -122,14 +125,52 @@ def _transformer(crs_wkt: str) -> Transformer:
     return Transformer.from_crs(_WGS84, CRS.from_wkt(crs_wkt), always_xy=True)
 
 
-def _open(path: Path) -> rasterio.io.DatasetReader:
-    try:
-        return rasterio.open(path)
-    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
+def _open_georeferenced(target: str | Path, path: Path) -> rasterio.io.DatasetReader:
+    """Open ``target``; RasterError when GDAL cannot, or finds no geotransform."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            src = rasterio.open(target)
+        except (rasterio.errors.RasterioError, OSError) as exc:
+            raise RasterError(
+                f"cannot read raster '{path}' ({exc}): it must be a raster file GDAL can open "
+                "(GeoTIFF, ESRI ASCII .asc, .grd with its .gri, .vrt, .img, .nc)"
+            ) from exc
+    for warning in caught:  # re-emit unrelated warnings
+        if not issubclass(warning.category, rasterio.errors.NotGeoreferencedWarning):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if src.count and any(
+        issubclass(w.category, rasterio.errors.NotGeoreferencedWarning) for w in caught
+    ):
+        src.close()
         raise RasterError(
-            f"cannot read raster '{path}' ({exc}): it must be a raster file GDAL can open "
-            "(GeoTIFF, ESRI ASCII .asc, .grd, .vrt, .img, .nc)"
-        ) from exc
+            f"raster '{path}' has no georeferencing (GDAL finds no geotransform): write it as a "
+            "GeoTIFF with its transform and CRS (e.g. rioxarray's da.rio.to_raster); a netCDF "
+            "file needs CF x/y coordinate attributes (da.rio.write_coordinate_system())"
+        )
+    return src
+
+
+def _open(path: Path) -> rasterio.io.DatasetReader:
+    """Open a raster; a netCDF file with a single variable opens that variable."""
+    src = _open_georeferenced(path, path)
+    if src.count == 0 and src.subdatasets:
+        subdatasets = list(src.subdatasets)
+        src.close()
+        if len(subdatasets) > 1:
+            names = [s.rsplit(":", 1)[-1] for s in subdatasets]
+            raise RasterError(
+                f"raster '{path}' holds {len(subdatasets)} variables {names}: keep one variable "
+                "per file, named after the predictor (e.g. gdal_translate "
+                f"'{subdatasets[0]}' {names[0]}.tif)"
+            )
+        src = _open_georeferenced(subdatasets[0], path)
+    if src.count == 0:
+        src.close()
+        raise RasterError(f"raster '{path}' has no band: it must hold one band of values")
+    return src
 
 
 def _lonlat_bounds(src: rasterio.io.DatasetReader) -> str:
@@ -162,8 +203,12 @@ def _pixel_indices(
     col = np.floor(inverse.a * x + inverse.b * y + inverse.c)
     row = np.floor(inverse.d * x + inverse.e * y + inverse.f)
     inside = (
-        np.isfinite(col) & np.isfinite(row)
-        & (col >= 0) & (col < src.width) & (row >= 0) & (row < src.height)
+        np.isfinite(col)
+        & np.isfinite(row)
+        & (col >= 0)
+        & (col < src.width)
+        & (row >= 0)
+        & (row < src.height)
     )
     rows = np.where(inside, row, 0).astype(np.int64)
     cols = np.where(inside, col, 0).astype(np.int64)
@@ -250,9 +295,19 @@ def _extract_one(
         if n_out:
             logger.info(
                 "%d of %d points fall outside raster '%s' (%s): their %s is NaN",
-                n_out, len(lon), name, _lonlat_bounds(src), name,
+                n_out,
+                len(lon),
+                name,
+                _lonlat_bounds(src),
+                name,
             )
-        raw, valid = _sample(src, rows[inside], cols[inside])
+        try:
+            raw, valid = _sample(src, rows[inside], cols[inside])
+        except rasterio.errors.RasterioError as exc:
+            raise RasterError(
+                f"cannot read the pixels of raster '{path}' ({exc}): the file is truncated or "
+                "incomplete (e.g. a .grd without its .gri); download or write it again"
+            ) from exc
         values = np.full(len(lon), np.nan)
         kept = raw.astype(np.float64)
         kept[~valid | _nodata_mask(raw, src.nodatavals[0])] = np.nan
@@ -304,8 +359,12 @@ def extract_rasters(
     check_coordinates(lon_arr, lat_arr, what="points")
     projected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     columns: dict[str, np.ndarray] = {}
-    bar = tqdm(rasters.items(), total=len(rasters), desc="rasters", unit="raster", disable=not progress)
+    bar = tqdm(
+        rasters.items(), total=len(rasters), desc="rasters", unit="raster", disable=not progress
+    )
     for name, path in bar:  # a loop over rasters; points are handled as arrays
         bar.set_postfix_str(name, refresh=False)
         columns[name] = _extract_one(name, Path(path), lon_arr, lat_arr, projected)
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(lon_arr)), columns=list(rasters), dtype=np.float64)
+    return pd.DataFrame(
+        columns, index=pd.RangeIndex(len(lon_arr)), columns=list(rasters), dtype=np.float64
+    )

@@ -58,8 +58,16 @@ DT_PATTERN = "sPlotOpen_DT*.txt"
 _ID = "PlotObservationID"
 # Logical columns of the header table: read as booleans, then 0/1 if used as predictors.
 _LOGICAL = {
-    "is_forest", "Forest", "Shrubland", "Grassland", "Wetland", "Sparse_vegetation",
-    "Resample_1", "Resample_2", "Resample_3", "Resample_1_consensus",
+    "is_forest",
+    "Forest",
+    "Shrubland",
+    "Grassland",
+    "Wetland",
+    "Sparse_vegetation",
+    "Resample_1",
+    "Resample_2",
+    "Resample_3",
+    "Resample_1_consensus",
 }
 _HINT = "pass --splotopen DIR, the folder holding the sPlotOpen header and DT files"
 
@@ -82,7 +90,9 @@ def find_splotopen_files(directory: str | Path) -> tuple[Path, Path]:
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"sPlotOpen folder '{directory}' does not exist or is not a folder: {_HINT}")
+        raise DataError(
+            f"sPlotOpen folder '{directory}' does not exist or is not a folder: {_HINT}"
+        )
     found = []
     for what, pattern in (("header table", HEADER_PATTERN), ("DT (species) table", DT_PATTERN)):
         matches = sorted(p for p in directory.glob(pattern) if p.is_file())
@@ -104,7 +114,9 @@ def _read_columns(path: Path) -> list[str]:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             first = fh.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read '{path}' ({exc}): it must be a UTF-8 sPlotOpen text file") from exc
+        raise DataError(
+            f"cannot read '{path}' ({exc}): it must be a UTF-8 sPlotOpen text file"
+        ) from exc
     if not first:
         raise DataError(f"'{path}' is empty: download the sPlotOpen file again")
     return [c.strip().strip('"') for c in first.split("\t")]
@@ -199,7 +211,9 @@ def load_splotopen(
             absent from the header; invalid coordinates; no species passing ``min_plots``.
     """
     header_path, dt_path = find_splotopen_files(directory)
-    predictors = default_table_predictors() if predictor_columns is None else list(predictor_columns)
+    predictors = (
+        default_table_predictors() if predictor_columns is None else list(predictor_columns)
+    )
     if len(set(predictors)) != len(predictors):
         dupes = sorted({p for p in predictors if predictors.count(p) > 1})
         raise DataError(f"predictor column(s) {dupes} named twice: name each column once")
@@ -218,9 +232,15 @@ def load_splotopen(
     if absent:
         logger.info(
             "sPlotOpen header '%s' has no column(s) %s: those predictors are missing (NaN) for "
-            "every plot", header_path.name, absent,
+            "every plot",
+            header_path.name,
+            absent,
         )
-    types: dict[str, pa.DataType] = {_ID: pa.int64(), "Longitude": pa.float64(), "Latitude": pa.float64()}
+    types: dict[str, pa.DataType] = {
+        _ID: pa.int64(),
+        "Longitude": pa.float64(),
+        "Latitude": pa.float64(),
+    }
     for name in present:
         types[name] = pa.bool_() if name in _LOGICAL else pa.float64()
     header = _read_table(header_path, types, header_columns)
@@ -232,13 +252,11 @@ def load_splotopen(
             "download the file again"
         )
     plot_id = ids.to_numpy().astype(np.int64, copy=False)
-    plots = pd.DataFrame(
-        {
-            "plot_id": plot_id,
-            "lon": header.column("Longitude").to_numpy(zero_copy_only=False).astype(np.float64),
-            "lat": header.column("Latitude").to_numpy(zero_copy_only=False).astype(np.float64),
-        }
-    )
+    columns: dict[str, np.ndarray] = {
+        "plot_id": plot_id,
+        "lon": header.column("Longitude").to_numpy(zero_copy_only=False).astype(np.float64),
+        "lat": header.column("Latitude").to_numpy(zero_copy_only=False).astype(np.float64),
+    }
     for name in predictors:
         if name in header_columns:
             column = header.column(name)
@@ -246,9 +264,10 @@ def load_splotopen(
                 column = column.cast(pa.float64())
             values = column.to_numpy(zero_copy_only=False).astype(np.float64)
             values[~np.isfinite(values)] = np.nan
-            plots[name] = values
+            columns[name] = values
         else:
-            plots[name] = np.full(len(plots), np.nan)
+            columns[name] = np.full(len(plot_id), np.nan)
+    plots = pd.DataFrame(columns)
 
     duplicated = plots["plot_id"].duplicated()
     if duplicated.any():
@@ -292,10 +311,13 @@ def load_splotopen(
         )
 
     occurrences = filter_species(records, min_plots=min_plots)
-    occurrences["species"] = occurrences["species"].astype(str)
+    occurrences["species"] = occurrences["species"].astype("str")
     logger.info(
         "sPlotOpen: %d plots, %d species in more than %d plots, %d presences",
-        len(plots), occurrences["species"].nunique(), min_plots, len(occurrences),
+        len(plots),
+        occurrences["species"].nunique(),
+        min_plots,
+        len(occurrences),
     )
     return PlotData(
         plots=plots,

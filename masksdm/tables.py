@@ -1,4 +1,4 @@
-"""Load your own presence/absence table (CSV, TSV or Parquet) as :class:`~masksdm.plotdata.PlotData`.
+"""Load a presence/absence table (CSV, TSV or Parquet) as :class:`~masksdm.plotdata.PlotData`.
 
 Two layouts are accepted:
 
@@ -99,7 +99,7 @@ def read_table(
         else:
             raise DataError(
                 f"unknown table type '{suffix or path.name}' of '{path}': use .csv, .tsv, .txt or "
-                ".parquet, or give the separator (sep=..., --sep)"
+                ".parquet, or give the separator (sep=...)"
             )
     try:
         return pd.read_csv(
@@ -113,7 +113,7 @@ def read_table(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(
             f"cannot parse '{path}' as a table separated by {sep!r} ({exc}): check the separator "
-            "(sep=..., --sep) and that the file is UTF-8 text"
+            "(sep=...) and that the file is UTF-8 text"
         ) from exc
 
 
@@ -122,10 +122,17 @@ def _check_columns(frame: pd.DataFrame, needed: Sequence[str], path: Path) -> No
     if missing:
         available = [str(c) for c in frame.columns]
         shown = available[:30] + (["..."] if len(available) > 30 else [])
+        if len(available) == 1:
+            for sep in (";", "\t", ",", "|"):
+                if sep in available[0]:
+                    raise DataError(
+                        f"'{path}' was read as a single column {available[0]!r}: its fields look "
+                        f"separated by {sep!r}; pass sep={sep!r}"
+                    )
         raise DataError(
             f"'{path}' has no column(s) {missing}; available columns: {shown}: pass the right "
-            "column names (plot_column, species_column, lon_column, lat_column, "
-            "predictor_columns, presence_column)"
+            "column names (--plot-column, --species-column, --lon-column, --lat-column, "
+            "--predictor-columns, --presence-column)"
         )
 
 
@@ -140,7 +147,9 @@ def _plot_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
         return values.astype(np.int64)
     if pd.api.types.is_float_dtype(values):
         if (values != np.round(values)).any():
-            raise DataError(f"plot ids in '{column}' of '{path}' are not integers: use integer or text ids")
+            raise DataError(
+                f"plot ids in '{column}' of '{path}' are not integers: use integer or text ids"
+            )
         return values.astype(np.int64)
     text = values.astype("str")
     if text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})").all():
@@ -148,12 +157,10 @@ def _plot_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
     return text
 
 
-def _numeric(
-    values: pd.Series, column: str, path: Path, what: str, hint: str = ""
-) -> np.ndarray:
+def _numeric(values: pd.Series, column: str, path: Path, what: str, hint: str = "") -> np.ndarray:
     """A column as float64; DataError naming a non-numeric value."""
     if pd.api.types.is_bool_dtype(values):
-        return values.astype(np.float64).to_numpy()
+        return np.array(values, dtype=np.float64)
     converted = pd.to_numeric(values, errors="coerce")
     bad = converted.isna() & values.notna()
     if bad.any():
@@ -162,7 +169,7 @@ def _numeric(
             f"{what} column '{column}' of '{path}' is not numeric (e.g. {example!r}): "
             f"{hint or 'convert it to numbers, or leave it out'}"
         )
-    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.array(converted.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
 
 
 def _predictors(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.DataFrame:
@@ -173,27 +180,67 @@ def _predictors(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.D
         if infinite.any():
             logger.info(
                 "predictor '%s' of '%s': %d infinite values set to NaN (missing)",
-                column, path.name, int(infinite.sum()),
+                column,
+                path.name,
+                int(infinite.sum()),
             )
             values[infinite] = np.nan
         out[column] = values
     return pd.DataFrame(out, index=frame.index)
 
 
-def _check_constant(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
-    """Every plot (column ``plot_id``) must have one value of each column (NaN counts as a value)."""
-    if not columns or not frame["plot_id"].duplicated().any():
-        return
-    counts = frame.groupby("plot_id", sort=False)[columns].nunique(dropna=False)
-    bad = counts > 1
-    if bad.to_numpy().any():
-        column = bad.columns[bad.any(axis=0)][0]
-        plots = counts.index[bad[column]]
-        raise DataError(
-            f"{len(plots)} plots of '{path}' have different '{column}' values on different rows "
-            f"(e.g. plot {plots[0]!r}): in a long table each plot's coordinates and predictors "
-            "must be the same on all its rows; fix them or aggregate per plot first"
-        )
+def _check_constant(
+    table: pd.DataFrame, codes: np.ndarray, columns: list[str], path: Path
+) -> np.ndarray:
+    """Every plot must have one value per column (NaN counts as a value).
+
+    Args:
+        codes: plot index of each row (0..n_plots-1, in order of first appearance).
+
+    Returns:
+        The row index of each plot's first row.
+    """
+    first = np.unique(codes, return_index=True)[1]
+    for column in columns:
+        values = table[column].to_numpy()
+        reference = values[first[codes]]
+        differ = (values != reference) & ~(np.isnan(values) & np.isnan(reference))
+        if differ.any():
+            plots = pd.unique(table["plot_id"].to_numpy()[differ])
+            raise DataError(
+                f"{len(plots)} plots of '{path}' have different '{column}' values on different "
+                f"rows (e.g. plot {plots.tolist()[0]!r}): in a long table each plot's coordinates "
+                "and predictors must be the same on all its rows; fix them or aggregate per plot "
+                "first"
+            )
+    return first
+
+
+def _presence(values: pd.Series, column: str, path: Path, hint: str) -> np.ndarray:
+    """Rows where a wide-layout species column is > 0 (NaN is absent)."""
+    if pd.api.types.is_bool_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        return np.flatnonzero(values.fillna(False).to_numpy(dtype=bool))
+    if pd.api.types.is_numeric_dtype(values):
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        array = _numeric(values, column, path, "species", hint)
+    return np.flatnonzero(array > 0)
+
+
+def _occurrences(
+    plot_ids: np.ndarray, plot_index: np.ndarray, species: np.ndarray | pd.Series
+) -> pd.DataFrame:
+    """Unique (plot, species) pairs ordered by plot (``plot_index``) then species name."""
+    codes, names = pd.factorize(pd.Series(species, dtype="str"), sort=True)
+    key = np.sort(plot_index.astype(np.int64) * max(len(names), 1) + codes)
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key  # sorted unique, fast
+    categories = pd.Index(names, dtype="str")
+    return pd.DataFrame(
+        {
+            "plot_id": plot_ids[key // max(len(names), 1)],
+            "species": pd.Categorical.from_codes(key % max(len(names), 1), categories=categories),
+        }
+    ).astype({"species": "str"})
 
 
 def load_presence_table(
@@ -246,17 +293,22 @@ def load_presence_table(
     for name, role in ((plot_column, "plot_id"), (lon_column, "lon"), (lat_column, "lat")):
         if role in predictors or (role == "plot_id" and name in predictors):
             raise DataError(
-                f"predictor column '{role}' would clash with the output's '{role}' column: rename it"
+                f"predictor column '{role}' would clash with the output's '{role}' column: "
+                "rename it"
             )
     if layout == "wide" and presence_column is not None:
-        raise DataError("presence_column applies to the long layout only: leave it out for wide tables")
+        raise DataError(
+            "presence_column applies to the long layout only: leave it out for wide tables"
+        )
 
     text_columns = [plot_column] + ([species_column] if layout == "long" else [])
     frame = read_table(path, sep=sep, text_columns=text_columns)
     frame.columns = [str(c) for c in frame.columns]
     base = [plot_column, lon_column, lat_column]
     if layout == "long":
-        needed = base + [species_column] + ([presence_column] if presence_column else []) + predictors
+        needed = (
+            base + [species_column] + ([presence_column] if presence_column else []) + predictors
+        )
     else:
         needed = base + predictors
     _check_columns(frame, list(dict.fromkeys(needed)), path)
@@ -274,10 +326,11 @@ def load_presence_table(
     check_coordinates(table["lon"], table["lat"], what=f"rows of '{path.name}'")
 
     if layout == "long":
-        _check_constant(table, ["lon", "lat", *predictors], path)
-        plots = table.drop_duplicates("plot_id", keep="first", ignore_index=True)
+        codes = pd.factorize(table["plot_id"])[0]
+        first = _check_constant(table, codes, ["lon", "lat", *predictors], path)
+        plots = table.iloc[first].reset_index(drop=True)
         species = frame[species_column]
-        present = species.notna().to_numpy()
+        present = np.array(species.notna(), dtype=bool)
         if presence_column is not None:
             amount = _numeric(frame[presence_column], presence_column, path, "presence")
             if np.isnan(amount).any() or (amount < 0).any():
@@ -287,19 +340,16 @@ def load_presence_table(
                     "presence values must be 0 (absent), 1 or a count"
                 )
             present &= amount > 0
-        occurrences = pd.DataFrame(
-            {
-                "plot_id": table["plot_id"].to_numpy()[present],
-                "species": species.to_numpy()[present],
-            }
+        occurrences = _occurrences(
+            plots["plot_id"].to_numpy(), codes[present], species.to_numpy()[present]
         )
     else:
         duplicated = table["plot_id"].duplicated()
         if duplicated.any():
             raise DataError(
                 f"{int(duplicated.sum())} plot ids of wide table '{path}' appear on several rows "
-                f"(e.g. {table.loc[duplicated, 'plot_id'].iloc[0]!r}): a wide table has one row per "
-                "plot; merge them, or use layout='long'"
+                f"(e.g. {table.loc[duplicated, 'plot_id'].tolist()[0]!r}): a wide table has one "
+                "row per plot; merge them, or use layout='long'"
             )
         plots = table.reset_index(drop=True)
         species_columns = [c for c in frame.columns if c not in set(base) | set(predictors)]
@@ -311,31 +361,22 @@ def load_presence_table(
         hint = (
             "in the wide layout every column not named as plot, coordinate or predictor column "
             "is a species column of counts or 0/1; if it is a predictor, name it in "
-            "predictor_columns (it must then be numeric), otherwise drop it from the table"
+            "predictor_columns / --predictor-columns (it must then be numeric), otherwise drop "
+            "it from the table"
         )
-        matrix = np.column_stack(
-            [_numeric(frame[c], c, path, "species", hint) for c in species_columns]
-        )
-        rows, cols = np.nonzero(np.nan_to_num(matrix, nan=0.0) > 0)
-        occurrences = pd.DataFrame(
-            {
-                "plot_id": plots["plot_id"].to_numpy()[rows],
-                "species": np.asarray(species_columns, dtype=object)[cols],
-            }
-        )
+        # one pass per species column (never a plots x species float matrix)
+        hits = [_presence(frame[c], c, path, hint) for c in species_columns]
+        rows = np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
+        names = np.repeat(np.asarray(species_columns, dtype=object), [len(h) for h in hits])
+        occurrences = _occurrences(plots["plot_id"].to_numpy(), rows, names)
 
-    occurrences["species"] = occurrences["species"].astype("str")
-    order = pd.Index(plots["plot_id"]).get_indexer(occurrences["plot_id"])
-    occurrences = (
-        occurrences.assign(_order=order)
-        .drop_duplicates(["plot_id", "species"])
-        .sort_values(["_order", "species"], kind="stable")
-        .drop(columns="_order")
-        .reset_index(drop=True)
-    )
     occurrences = filter_species(occurrences, min_plots=min_plots)
     logger.info(
         "%s: %d plots, %d species in more than %d plots, %d presences",
-        path.name, len(plots), occurrences["species"].nunique(), min_plots, len(occurrences),
+        path.name,
+        len(plots),
+        occurrences["species"].nunique(),
+        min_plots,
+        len(occurrences),
     )
     return PlotData(plots=plots, occurrences=occurrences, source=f"{layout} table '{path}'")

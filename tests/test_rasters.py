@@ -1,0 +1,258 @@
+"""Tests of masksdm.rasters on tiny rasters whose values encode their pixel position."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from fixtures.rasters import write_asc, write_grd, write_netcdf, write_position_tif
+from pyproj import Transformer
+
+import masksdm.rasters as rasters_module
+from masksdm.errors import DataError, RasterError
+from masksdm.rasters import extract_rasters, find_rasters, raster_group
+
+# (row, col) pixels to probe; expected value = row * 1000 + col
+PIXELS = [(0, 0), (0, 29), (19, 0), (19, 29), (7, 11), (12, 3)]
+
+
+def _centres(pixels, west, north, res):
+    rows = np.array([p[0] for p in pixels], dtype=float)
+    cols = np.array([p[1] for p in pixels], dtype=float)
+    return west + (cols + 0.5) * res, north - (rows + 0.5) * res
+
+
+def _expected(pixels):
+    return np.array([r * 1000 + c for r, c in pixels], dtype=float)
+
+
+def test_geographic_tif_exact(tmp_path):
+    path = write_position_tif(tmp_path / "bio_1.tif", west=0.0, north=50.0, res=0.5)
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    # off-centre points still fall in their pixel
+    lon = np.r_[lon, 0.01, 14.99]
+    lat = np.r_[lat, 49.99, 40.01]
+    out = extract_rasters({"bio_1": path}, lon, lat, progress=False)
+    assert list(out.columns) == ["bio_1"]
+    assert out["bio_1"].dtype == np.float64
+    assert isinstance(out.index, pd.RangeIndex) and len(out) == len(lon)
+    np.testing.assert_array_equal(out["bio_1"], np.r_[_expected(PIXELS), 0.0, 19029.0])
+
+
+@pytest.mark.parametrize(
+    ("crs", "west", "north"),
+    [("EPSG:3035", 4_000_000.0, 3_000_000.0), ("ESRI:54009", 500_000.0, 5_500_000.0)],
+)
+def test_projected_tif_exact(tmp_path, crs, west, north):
+    res = 1000.0
+    path = write_position_tif(tmp_path / "proj.tif", crs=crs, west=west, north=north, res=res)
+    x, y = _centres(PIXELS, west, north, res)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    out = extract_rasters({"proj": path}, lon, lat, progress=False)
+    np.testing.assert_array_equal(out["proj"], _expected(PIXELS))
+
+
+def test_ascii_grid_exact(tmp_path):
+    write_asc(
+        tmp_path / "grid.asc",
+        xll=-10.0,
+        yll=30.0,
+        cellsize=0.25,
+        height=8,
+        width=12,
+        nodata_pixels=((2, 3),),
+    )
+    pixels = [(0, 0), (7, 11), (3, 5), (2, 3)]
+    lon, lat = _centres(pixels, -10.0, 30.0 + 8 * 0.25, 0.25)
+    out = extract_rasters(find_rasters(tmp_path), lon, lat, progress=False)
+    assert list(out.columns) == ["grid"]
+    np.testing.assert_array_equal(out["grid"].to_numpy()[:3], _expected(pixels[:3]))
+    assert np.isnan(out["grid"].iloc[3])
+
+
+def test_ascii_grid_without_prj_has_no_crs(tmp_path):
+    path = write_asc(tmp_path / "grid.asc", crs=None)
+    with pytest.raises(RasterError, match=r"no CRS.*write_crs"):
+        extract_rasters({"grid": path}, [-9.0], [31.0], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("float32", -9999.0), ("float32", -3.4e38), ("int16", -32768), ("float32", float("nan"))],
+)
+def test_nodata_is_nan(tmp_path, dtype, nodata):
+    path = write_position_tif(
+        tmp_path / "r.tif", dtype=dtype, nodata=nodata, nodata_pixels=((7, 11),)
+    )
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    out = extract_rasters({"r": path}, lon, lat, progress=False)["r"].to_numpy()
+    expected = _expected(PIXELS)
+    expected[PIXELS.index((7, 11))] = np.nan
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_scale_and_offset(tmp_path):
+    path = write_position_tif(tmp_path / "r.tif", scale=0.1, offset=5.0)
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    out = extract_rasters({"r": path}, lon, lat, progress=False)["r"]
+    np.testing.assert_allclose(out, _expected(PIXELS) * 0.1 + 5.0)
+
+
+def test_block_reads_match_whole_reads(tmp_path, monkeypatch):
+    path = write_position_tif(
+        tmp_path / "tiled.tif",
+        height=70,
+        width=90,
+        blocksize=16,
+        nodata=-1.0,
+        nodata_pixels=((40, 40),),
+    )
+    striped = write_position_tif(tmp_path / "striped.tif", height=70, width=90)
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 70, 500)
+    cols = rng.integers(0, 90, 500)
+    lon, lat = _centres(list(zip(rows, cols, strict=True)), 0.0, 50.0, 0.5)
+    whole = extract_rasters({"tiled": path, "striped": striped}, lon, lat, progress=False)
+    monkeypatch.setattr(rasters_module, "_READ_WHOLE_MAX_BYTES", 0)
+    blocks = extract_rasters({"tiled": path, "striped": striped}, lon, lat, progress=False)
+    pd.testing.assert_frame_equal(whole, blocks)
+    expected = (rows * 1000 + cols).astype(float)
+    expected[(rows == 40) & (cols == 40)] = np.nan
+    np.testing.assert_array_equal(blocks["tiled"], expected)
+    np.testing.assert_array_equal(blocks["striped"], (rows * 1000 + cols).astype(float))
+
+
+def test_longitudes_0_360(tmp_path):
+    path = write_position_tif(
+        tmp_path / "g.tif", west=0.0, north=90.0, res=1.0, height=180, width=360
+    )
+    out = extract_rasters({"g": path}, [-10.5, 10.5], [0.5, 0.5], progress=False)["g"]
+    np.testing.assert_array_equal(out, [89 * 1000 + 349, 89 * 1000 + 10])
+
+
+def test_most_points_outside_is_an_error(tmp_path):
+    path = write_position_tif(tmp_path / "bio_5.tif")  # lon 0..15, lat 40..50
+    lon = [1.0, 100.0, 120.0, -60.0]
+    lat = [45.0, 45.0, 10.0, 45.0]
+    with pytest.raises(RasterError, match=r"3 of 4 points fall outside raster 'bio_5'") as info:
+        extract_rasters({"bio_5": path}, lon, lat, progress=False)
+    message = str(info.value)
+    assert "lon 0.0000..15.0000, lat 40.0000..50.0000" in message
+    assert "swapped" in message and "CRS" in message
+
+
+def test_swapped_coordinates_detected_by_coverage(tmp_path):
+    path = write_position_tif(
+        tmp_path / "r.tif", west=20.0, north=45.0, res=0.5
+    )  # lon 20..35, lat 35..45
+    lon, lat = _centres(PIXELS, 20.0, 45.0, 0.5)
+    with pytest.raises(RasterError, match="swapped"):
+        extract_rasters({"r": path}, lat, lon, progress=False)
+
+
+def test_some_points_outside_are_nan(tmp_path, caplog):
+    path = write_position_tif(tmp_path / "r.tif")
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    lon = np.r_[lon, 30.0]
+    lat = np.r_[lat, 45.0]
+    with caplog.at_level(logging.INFO, logger="masksdm.rasters"):
+        out = extract_rasters({"r": path}, lon, lat, progress=False)["r"].to_numpy()
+    np.testing.assert_array_equal(out[:-1], _expected(PIXELS))
+    assert np.isnan(out[-1])
+    assert any("1 of 7 points fall outside" in r.getMessage() for r in caplog.records)
+
+
+def test_no_crs(tmp_path):
+    path = write_position_tif(tmp_path / "r.tif", crs=None)
+    with pytest.raises(RasterError, match=r"'.*r\.tif' has no CRS.*write_crs"):
+        extract_rasters({"r": path}, [1.0], [45.0], progress=False)
+
+
+def test_unreadable(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(RasterError, match="broken.tif"):
+        extract_rasters({"broken": bad}, [1.0], [45.0], progress=False)
+
+
+def test_find_rasters_and_groups(tmp_path):
+    write_position_tif(tmp_path / "WorldClim" / "bio_1.tif")
+    write_position_tif(tmp_path / "Mine" / "deep" / "snow_days.tif")
+    write_asc(tmp_path / "Mine" / "frost.asc", xll=0.0, yll=40.0)
+    (tmp_path / "Mine" / "notes.txt").write_text("x", encoding="utf-8")
+    write_position_tif(tmp_path / ".hidden" / "bio_2.tif")
+    found = find_rasters(tmp_path)
+    assert set(found) == {"bio_1", "snow_days", "frost"}
+    assert raster_group(found["bio_1"]) == "WorldClim"
+    assert raster_group(found["snow_days"]) == "deep"
+    assert raster_group(found["frost"]) == "Mine"
+    assert set(find_rasters([tmp_path / "WorldClim", found["frost"]])) == {"bio_1", "frost"}
+    # sources instead of a mapping
+    out = extract_rasters(
+        [tmp_path / "WorldClim", tmp_path / "Mine"], [1.0], [41.0], progress=False
+    )
+    assert out.shape == (1, 3)
+
+
+def test_duplicate_stems(tmp_path):
+    a = write_position_tif(tmp_path / "a" / "bio_1.tif")
+    b = write_position_tif(tmp_path / "b" / "bio_1.tif")
+    with pytest.raises(DataError, match="bio_1") as info:
+        find_rasters(tmp_path)
+    assert str(a) in str(info.value) and str(b) in str(info.value)
+
+
+def test_nothing_found(tmp_path):
+    with pytest.raises(DataError, match="no raster"):
+        find_rasters(tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        find_rasters(tmp_path / "missing")
+
+
+def test_point_count_mismatch(tmp_path):
+    path = write_position_tif(tmp_path / "r.tif")
+    with pytest.raises(DataError, match="latitudes"):
+        extract_rasters({"r": path}, [1.0, 2.0], [45.0], progress=False)
+
+
+def test_progress_bar_runs(tmp_path):
+    path = write_position_tif(tmp_path / "r.tif")
+    out = extract_rasters({"r": path}, [1.0], [45.0])
+    assert out.iloc[0, 0] == 10 * 1000 + 2
+
+
+def test_r_raster_grd_exact(tmp_path):
+    write_grd(tmp_path / "grd_var.grd", nodata=-9999.0, nodata_pixels=((7, 11),))
+    found = find_rasters(tmp_path)
+    assert list(found) == ["grd_var"]  # the .gri data file is not a raster of its own
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    out = extract_rasters(found, lon, lat, progress=False)["grd_var"].to_numpy()
+    expected = _expected(PIXELS)
+    expected[PIXELS.index((7, 11))] = np.nan
+    np.testing.assert_array_equal(out, expected)
+
+
+def _netcdf_or_skip():
+    with rasterio.Env() as env:
+        if "netCDF" not in env.drivers():
+            pytest.skip("GDAL has no netCDF driver")
+
+
+def test_netcdf(tmp_path):
+    _netcdf_or_skip()
+    try:
+        path = write_netcdf(tmp_path / "tmean.nc")
+    except ValueError as exc:  # no netCDF engine for xarray
+        pytest.skip(str(exc))
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    out = extract_rasters({"tmean": path}, lon, lat, progress=False)["tmean"]
+    np.testing.assert_array_equal(out, _expected(PIXELS))
+    write_netcdf(tmp_path / "two.nc", variables=("a", "b"))
+    with pytest.raises(RasterError, match=r"2 variables \['a', 'b'\].*one variable per file"):
+        extract_rasters({"two": tmp_path / "two.nc"}, lon, lat, progress=False)
+    write_netcdf(tmp_path / "nocf.nc", cf=False)
+    with pytest.raises(RasterError, match="no georeferencing"):
+        extract_rasters({"nocf": tmp_path / "nocf.nc"}, lon, lat, progress=False)

@@ -1,0 +1,844 @@
+"""The virtual world: a simulated dataset in the real file formats, with known truth.
+
+:func:`simulate_world` builds, deterministically from a seed, environmental rasters over the real
+land mask, virtual species with known niches, and vegetation plots whose species were drawn from the
+true presence probabilities. Everything is written in the formats of the real sources, so the real
+loaders read it::
+
+    out_dir/
+      rasters/worldclim/bio_1.tif .. bio_19.tif        float32, EPSG:4326, nodata -3.4e38
+      rasters/soilgrids/ORCDRC.tif .. BLDFIE.tif       int16 (nodata -32768) or uint8 (nodata 255)
+      rasters/topography/Elevation|Slope|Aspect.tif    float32, EPSG:4326, nodata -3.4e38
+      rasters/human_footprint/HFP2009.tif .. Roads.tif float32, ESRI:54009 (Mollweide), -3.4e38
+      splotopen/sPlotOpen_header.txt                   47 columns, TAB, UTF-8, NA, TRUE/FALSE
+      splotopen/sPlotOpen_DT.txt                       6 columns, one row per present species
+      truth/species.csv          species, prevalence, n_presences, drivers, driver_groups, params
+      truth/probability.parquet  PlotObservationID + one float32 column per species (small worlds)
+      truth/world.json           seed, sizes, extent, resolution, version, description
+
+Each species responds to 1-3 driver predictors through a Gaussian niche ``-0.5*((z-mu)/sigma)**2``
+or a monotone ``beta*z`` on the z-scored predictor (``z = (x - center) / scale``, land-cell
+statistics), plus a shared plot-size effect. The ``params`` JSON of ``species.csv`` holds it all::
+
+    logit p = intercept + sum(strength * term) + area_coef * log(Releve_area / area_reference)
+
+with a missing ``Releve_area`` adding 0. Raster drivers are read at the cell that contains the plot
+(for the human footprint, the Mollweide cell that contains the projected plot), Location drivers
+(``Longitude``, ``Latitude``) at the plot's own coordinates, exactly as written in the header.
+
+Intercepts are solved so that each species' mean probability over the plots hits a target drawn
+log-uniform in [0.01, 0.25] (demo) or in [lo, 10 lo] with about 20 species per plot (splotopen).
+Presences are Bernoulli draws from the true probabilities; random streams are derived per part
+(fields, plots, metadata, species, presences) so that changing one part never shifts another.
+
+The data are simulated and hold no real observation. Their formats imitate sPlotOpen (Sabatini
+et al. 2021), WorldClim 2.1 (Fick & Hijmans 2017), SoilGrids (Hengl et al. 2017), SRTM and the
+human footprint (Venter et al. 2016); the land mask is that of the ``global-land-mask`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from rasterio.warp import Resampling, reproject, transform_bounds
+from scipy import ndimage, special
+from tqdm import tqdm
+
+from masksdm._io import atomic_path, write_json, write_parquet
+from masksdm.errors import ConfigError, OutputExistsError
+from masksdm.predictors import default_predictors
+
+__all__ = ["DT_COLUMNS", "HEADER_COLUMNS", "SCALES", "WorldPaths", "simulate_world"]
+
+#: Preset sizes; ``extent`` is (west, south, east, north) in degrees.
+SCALES: dict[str, dict] = {
+    "demo": dict(n_plots=5000, n_species=300, extent=(-11.0, 35.0, 32.0, 61.0), resolution=0.1),
+    "splotopen": dict(
+        n_plots=95_104, n_species=12_738, extent=(-180.0, -56.0, 180.0, 80.0), resolution=0.25
+    ),
+}
+
+#: The 47 columns of ``sPlotOpen_header*.txt``, in file order.
+HEADER_COLUMNS: tuple[str, ...] = (
+    "PlotObservationID", "GIVD_ID", "Dataset", "Continent", "Country", "Biome", "Date_of_recording",
+    "Latitude", "Longitude", "Location_uncertainty", "Releve_area", "Plant_recorded", "Elevation",
+    "Aspect", "Slope", "is_forest", "ESY", "Naturalness", "Forest", "Shrubland", "Grassland",
+    "Wetland", "Sparse_vegetation", "Cover_total", "Cover_tree_layer", "Cover_shrub_layer",
+    "Cover_herb_layer", "Cover_moss_layer", "Cover_lichen_layer", "Cover_algae_layer",
+    "Cover_litter_layer", "Cover_bare_rocks", "Cover_cryptogams", "Cover_bare_soil",
+    "Height_trees_highest", "Height_trees_lowest", "Height_shrubs_highest", "Height_shrubs_lowest",
+    "Height_herbs_average", "Height_herbs_lowest", "Height_herbs_highest", "SoilClim_PC1",
+    "SoilClim_PC2", "Resample_1", "Resample_2", "Resample_3", "Resample_1_consensus",
+)
+#: The 6 columns of ``sPlotOpen_DT*.txt``, in file order.
+DT_COLUMNS: tuple[str, ...] = (
+    "PlotObservationID", "Species", "Original_species", "Original_abundance", "Abundance_scale",
+    "Relative_cover",
+)
+
+_FOLDERS = {"WorldClim": "worldclim", "SoilGrids": "soilgrids", "Topography": "topography",
+            "Human": "human_footprint"}
+_RASTERS = [(p.name, p.group) for p in default_predictors() if p.source == "raster"]
+_CANDIDATES = _RASTERS + [("Longitude", "Location"), ("Latitude", "Location")]
+_FLOAT_NODATA = -3.4e38
+_INT_SOIL = {"ORCDRC", "CECSOL", "BDTICM", "BLDFIE"}  # int16, the rest of SoilGrids is uint8
+_GROUP_WEIGHTS = {"WorldClim": 0.45, "SoilGrids": 0.2, "Topography": 0.12, "Human": 0.15,
+                  "Location": 0.08}
+_AREA_COEF, _AREA_REF = 0.3, 100.0
+_CHUNK = 512  # species per block of the truth computation; fixed, as presence draws are per block
+_MAX_PROBABILITY_CELLS = 50_000_000
+_N_INTERCEPT_PLOTS = 10_000
+_M_PER_DEG = 111_320.0
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    """Where :func:`simulate_world` wrote the virtual world.
+
+    Attributes:
+        root: the output folder.
+        splotopen_dir: folder with ``sPlotOpen_header.txt`` and ``sPlotOpen_DT.txt``.
+        rasters_dir: folder with one sub-folder of GeoTIFFs per predictor group.
+        truth_dir: folder with ``species.csv``, ``world.json`` and maybe ``probability.parquet``.
+    """
+
+    root: Path
+    splotopen_dir: Path
+    rasters_dir: Path
+    truth_dir: Path
+
+
+@dataclass(frozen=True)
+class _Grid:
+    west: float
+    north: float
+    res: float
+    height: int
+    width: int
+
+    @property
+    def transform(self) -> Affine:
+        return Affine(self.res, 0.0, self.west, 0.0, -self.res, self.north)
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self.west + (np.arange(self.width) + 0.5) * self.res
+
+    @property
+    def lat(self) -> np.ndarray:
+        return self.north - (np.arange(self.height) + 0.5) * self.res
+
+
+def _rng(seed: int, *keys: str) -> np.random.Generator:
+    """An independent generator per named part, so changing one part never shifts another."""
+    spawn_key = tuple(zlib.crc32(k.encode()) for k in keys)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key))
+
+
+def _is_land(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    # Imported here: global-land-mask loads a 1 km global mask (~0.9 GB, ~3 s) on import.
+    from global_land_mask import globe
+
+    return np.asarray(globe.is_land(lat, lon), dtype=bool)
+
+
+def _noise(seed: int, name: str, grid: _Grid, sigma_deg: float) -> np.ndarray:
+    """Standardised white noise smoothed at ``sigma_deg`` (broad scales on a coarser grid)."""
+    step = max(1, int(sigma_deg / grid.res / 3))
+    shape = (grid.height // step + 2, grid.width // step + 2)
+    white = _rng(seed, "field", name).standard_normal(shape)
+    smooth = ndimage.gaussian_filter(white, sigma_deg / (grid.res * step))
+    rows, cols = np.meshgrid((np.arange(grid.height) + 0.5) / step,
+                             (np.arange(grid.width) + 0.5) / step, indexing="ij")
+    out = ndimage.map_coordinates(smooth, [rows, cols], order=1, mode="nearest")
+    return (out - out.mean()) / max(float(out.std()), 1e-12)
+
+
+def _fractal(seed: int, name: str, grid: _Grid, scales: tuple[tuple[float, float], ...]
+             ) -> np.ndarray:
+    total = np.sum([w * _noise(seed, f"{name}{s}", grid, s) for s, w in scales], axis=0)
+    return (total - total.mean()) / max(float(total.std()), 1e-12)
+
+
+def _standardise(x: np.ndarray, land: np.ndarray) -> np.ndarray:
+    return (x - x[land].mean()) / max(float(x[land].std()), 1e-12)
+
+
+def _environment(seed: int, grid: _Grid, land: np.ndarray) -> dict[str, np.ndarray]:
+    """All raster predictors in real units on the WGS84 grid (float64, sea included)."""
+    lat = np.broadcast_to(grid.lat[:, None], land.shape)
+    alat = np.abs(lat)
+    # Distance to the sea (degrees) drives continentality, rain and coastal plains.
+    dist = np.full(land.shape, 10.0)
+    if (~land).any():
+        dist = np.clip((ndimage.distance_transform_edt(land) - 0.5) * grid.res, 0.0, None)
+    # Elevation: lowland undulation plus ridged mountain belts, flattened towards the coast.
+    e1, e2, e3, e4 = (_noise(seed, f"elev{s}", grid, s) for s in (6.0, 2.0, 0.6, 0.2))
+    ridge = (1.0 - np.abs(e2)) ** 2 * 2.0
+    mountains = special.expit(3.0 * (e1 - 0.9))
+    elev = 300 + 200 * e1 + 100 * e3 + 40 * e4 + mountains * (1200 + 1300 * ridge + 500 * e3)
+    elev = np.clip(elev * (1.0 - np.exp(-dist / 0.4)), -30.0, 6500.0)
+    # Slope and aspect from the elevation field, with metres per degree as spacing.
+    dz_dx = np.gradient(elev, axis=1) / (grid.res * _M_PER_DEG * np.cos(np.radians(lat)))
+    dz_dn = -np.gradient(elev, axis=0) / (grid.res * _M_PER_DEG)  # rows run southwards
+    slope = np.degrees(np.arctan(np.hypot(dz_dx, dz_dn)))
+    aspect = np.degrees(np.arctan2(-dz_dx, -dz_dn)) % 360.0  # direction the downslope faces
+    # Climate latents: temperature anomaly, continentality, rain, rain seasonality, rain phase.
+    n_t, n_s, n_p, n_ps = (_fractal(seed, k, grid, ((8.0, 1.0), (2.0, 0.5), (0.5, 0.2)))
+                           for k in ("temp", "seas", "prec", "pseas"))
+    n_ph = _noise(seed, "phase", grid, 8.0)
+    temp = 27.5 - 0.0068 * lat**2 - 0.0065 * elev + 1.8 * n_t
+    sd = np.clip(0.6 + 0.12 * alat + 0.5 * np.sqrt(dist) + 0.6 * n_s, 0.3, 20.0)
+    eq, sub = np.exp(-((lat / 12) ** 2)), np.exp(-(((alat - 24) / 8) ** 2))
+    mid = np.exp(-(((alat - 52) / 12) ** 2))
+    logp = 6.4 + 1.2 * eq - 1.0 * sub + 0.25 * mid - 0.05 * np.minimum(dist, 30)
+    logp = logp + 0.25 * elev / 1000 + 0.45 * n_p
+    prec = np.clip(np.exp(logp), 5.0, 9000.0)
+    cv = np.clip(30 + 40 * sub + 25 * eq + 10 * n_ps - 12 * (logp - 6.4), 5.0, 200.0)
+    # Negative phase = winter rain, as around 37 degrees on western coasts (Mediterranean climates).
+    phase = np.tanh(0.8 * n_ph + 1.0 - 1.5 * np.exp(-(((alat - 37) / 6) ** 2)))
+    amp = 1.414 * cv / 100  # amplitude of a sinusoidal monthly rain cycle with this CV
+    bio2 = np.clip(7 + 0.25 * sd + 3.0 * (6.6 - logp) + 0.8 * n_s, 2.0, 22.0)
+    bio5, bio6 = temp + 1.41 * sd + bio2 / 2, temp - 1.41 * sd - bio2 / 2
+    out = {
+        "bio_1": temp, "bio_2": bio2, "bio_3": 100 * bio2 / (bio5 - bio6), "bio_4": 100 * sd,
+        "bio_5": bio5, "bio_6": bio6, "bio_7": bio5 - bio6, "bio_8": temp + 1.2 * sd * phase,
+        "bio_9": temp - 1.2 * sd * phase, "bio_10": temp + 1.2 * sd, "bio_11": temp - 1.2 * sd,
+        "bio_12": prec, "bio_13": prec / 12 * (1 + amp),
+        "bio_14": prec / 12 * np.clip(1 - amp, 0, None),
+        "bio_15": cv, "bio_16": prec / 4 * (1 + 0.95 * amp),
+        "bio_17": prec / 4 * np.clip(1 - 0.95 * amp, 0, None),
+        "bio_18": prec / 4 * np.clip(1 + 0.95 * amp * phase, 0, None),
+        "bio_19": prec / 4 * np.clip(1 - 0.95 * amp * phase, 0, None),
+    }
+    # Soils: organic carbon in cold wet places, acid where wet, texture from two latents.
+    wet, warm = _standardise(logp, land), _standardise(temp, land)
+    n_org, n_ph2, n_c, n_si, n_d, n_bd = (_noise(seed, k, grid, 1.5)
+                                          for k in ("org", "ph", "clay", "silt", "depth", "bd"))
+    orc = np.clip(np.exp(2.6 - 0.5 * warm + 0.35 * wet + 0.4 * n_org + 0.3 * elev / 1000), 1, 600)
+    tex = np.stack([np.log(20) + 0.4 * n_c + 0.15 * warm, np.log(35) + 0.4 * n_si + 0.1 * wet,
+                    np.log(45) + 0.3 * (n_c * -0.5 - wet)])
+    tex = 100 * special.softmax(tex, axis=0)
+    clay, silt = np.round(tex[0]), np.round(tex[1])
+    out |= {
+        "ORCDRC": orc,
+        "PHIHOX": 10 * np.clip(6.3 - 0.8 * wet + 0.3 * warm + 0.45 * n_ph2, 3.5, 9.5),
+        "CECSOL": np.clip(3 + 0.5 * clay + 0.15 * orc + 2 * n_org, 1, 150),
+        "BDTICM": np.clip(np.exp(7.0 - 0.6 * elev / 1000 - 0.08 * slope + 0.5 * n_d), 10, 30000),
+        "CLYPPT": clay, "SLTPPT": silt, "SNDPPT": 100 - clay - silt,
+        "BLDFIE": np.clip(1500 - 4 * orc + 2 * (100 - clay - silt) - 90 + 60 * n_bd, 700, 1900),
+        "Elevation": elev, "Slope": slope, "Aspect": aspect,
+    }
+    # Human footprint (Venter et al. 2016 scores): pressure is high in warm-temperate lowlands.
+    n_h1, n_h2 = _noise(seed, "human", grid, 3.0), _noise(seed, "human_local", grid, 0.5)
+    n_city, n_crop = _noise(seed, "city", grid, 0.2), _noise(seed, "crop", grid, 0.8)
+    suit = n_h1 + 0.5 * n_h2 - 0.8 * elev / 1000 - 0.1 * np.abs(temp - 13) + 0.4 * (dist < 2)
+    suit = suit + 0.3 * wet
+    h = special.expit(suit)
+    pop = np.clip(10 * h**1.5 + 1.5 * n_city, 0, 10)
+    crop = np.where(0.7 * n_crop + 2.5 * h - 0.2 * slope > 1.6, 7.0,
+                    np.where(0.7 * n_crop + 2.5 * h > 1.0, 4.0, 0.0))
+    hum = {
+        "Built2009": np.where(n_city + 2 * h > 3.0, 10.0, 0.0), "Croplands2005": crop,
+        "Lights2009": np.clip(np.round(0.8 * pop + 2 * (n_city > 1.5)), 0, 10),
+        "Navwater2009": np.clip(4 * np.exp(-dist / 0.3) * (0.5 + h), 0, 4),
+        "Pasture2009": np.where(crop == 7, 0.0, np.clip(4 * special.expit(n_crop - 0.5 + h), 0, 4)),
+        "Popdensity2010": pop,
+        "Railways": np.where(0.5 * n_city + 2.5 * h + 0.5 * n_h2 > 2.3, 8.0, 0.0),
+        "Roads": np.clip(10 * h + 1.5 * n_h2 - 1, 0, 8),
+    }
+    out |= {"HFP2009": np.minimum(sum(hum.values()), 50.0)} | hum
+    out["_phase"] = phase
+    return out
+
+
+def _mollweide() -> CRS:
+    try:
+        return CRS.from_string("ESRI:54009")
+    except Exception:  # pragma: no cover - older PROJ databases
+        return CRS.from_proj4("+proj=moll +lon_0=0 +datum=WGS84 +units=m +no_defs")
+
+
+def _write_raster(path: Path, values: np.ndarray, crs: CRS, transform: Affine, group: str) -> None:
+    """Write one band (NaN = nodata) as a tiled deflate GeoTIFF in the real source's data type."""
+    dtype, nodata = "float32", _FLOAT_NODATA
+    if group == "SoilGrids":
+        dtype, nodata = ("int16", -32768) if path.stem in _INT_SOIL else ("uint8", 255)
+    height, width = values.shape
+    tiles = {}
+    if min(height, width) >= 16:
+        tiles = dict(tiled=True, blockxsize=min(256, width // 16 * 16),
+                     blockysize=min(256, height // 16 * 16))
+    with atomic_path(path) as tmp, rasterio.open(
+        tmp, "w", driver="GTiff", height=height, width=width, count=1, dtype=dtype, crs=crs,
+        transform=transform, nodata=nodata, compress="deflate", **tiles,
+    ) as dst:
+        dst.write(np.where(np.isnan(values), nodata, values).astype(dtype), 1)
+
+
+@dataclass
+class _Rasters:
+    """The written rasters as float64 arrays (NaN = nodata) and how to find a point's cell."""
+
+    values: dict[str, np.ndarray]
+    grid: _Grid
+    moll_transform: Affine
+    to_moll: Transformer
+
+    def cell_values(self, lon: np.ndarray, lat: np.ndarray
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Each raster at the cell containing each point; whether every raster is valid there."""
+        row, col, ok = _cells(lon, lat, self.grid.transform, (self.grid.height, self.grid.width))
+        mx, my = self.to_moll.transform(lon, lat)
+        shape = self.values["HFP2009"].shape
+        mrow, mcol, mok = _cells(np.asarray(mx), np.asarray(my), self.moll_transform, shape)
+        out = {name: self.values[name][(mrow, mcol) if group == "Human" else (row, col)]
+               for name, group in _RASTERS}
+        return out, ok & mok & np.isfinite(out["bio_1"]) & np.isfinite(out["HFP2009"])
+
+
+def _write_rasters(seed: int, grid: _Grid, land: np.ndarray, folder: Path
+                   ) -> tuple[_Rasters, np.ndarray]:
+    """Write every raster; return them as written, and the phase of the rain cycle."""
+    env = _environment(seed, grid, land)
+    geo, moll = CRS.from_epsg(4326), _mollweide()
+    values = {}
+    for name, group in _RASTERS:
+        field = np.where(land, env[name], np.nan)
+        # Keep the values exactly as written: integers for SoilGrids, float32 for the rest.
+        values[name] = np.round(field) if group == "SoilGrids" else field.astype(np.float32) + 0.0
+    # The human footprint comes in Mollweide, as Venter et al. (2016) distribute it.
+    px = grid.res * 100_000.0
+    south, east = grid.north - grid.height * grid.res, grid.west + grid.width * grid.res
+    b = transform_bounds(geo, moll, grid.west, south, east, grid.north, densify_pts=101)
+    x0, y0 = np.floor(b[0] / px), np.floor(b[1] / px)
+    x1, y1 = np.ceil(b[2] / px), np.ceil(b[3] / px)
+    moll_transform = Affine(px, 0.0, float(x0 * px), 0.0, -px, float(y1 * px))
+    human = [name for name, group in _RASTERS if group == "Human"]
+    projected = np.full((len(human), int(y1 - y0), int(x1 - x0)), np.nan, dtype=np.float32)
+    reproject(np.stack([values[n] for n in human]).astype(np.float32), projected,
+              src_transform=grid.transform, src_crs=geo, src_nodata=np.nan,
+              dst_transform=moll_transform, dst_crs=moll, dst_nodata=np.nan,
+              resampling=Resampling.nearest)
+    values |= {name: band.astype(float) for name, band in zip(human, projected, strict=True)}
+    for name, group in _RASTERS:
+        crs, transform = (moll, moll_transform) if group == "Human" else (geo, grid.transform)
+        _write_raster(folder / _FOLDERS[group] / f"{name}.tif", values[name], crs, transform, group)
+    to_moll = Transformer.from_crs(geo, moll, always_xy=True)
+    return _Rasters(values, grid, moll_transform, to_moll), env["_phase"]
+
+
+def _cells(x: np.ndarray, y: np.ndarray, transform: Affine, shape: tuple[int, ...]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column of the cell containing each point; whether it is inside and off any edge."""
+    fc, fr = (x - transform.c) / transform.a, (y - transform.f) / transform.e
+    row, col = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
+    # Points within 1e-6 cell of an edge are refused, so no loader can round them to a neighbour.
+    off_edge = (np.abs(fr - np.round(fr)) > 1e-6) & (np.abs(fc - np.round(fc)) > 1e-6)
+    inside = (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1]) & off_edge
+    return np.clip(row, 0, shape[0] - 1), np.clip(col, 0, shape[1] - 1), inside
+
+
+def _sample_plots(seed: int, n_plots: int, rasters: _Rasters, land: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plots in clusters around land cells (drawn again when at sea), and their datasets."""
+    rng, grid = _rng(seed, "plots"), rasters.grid
+    n_clusters = max(1, round(n_plots / 30))
+    cells = np.flatnonzero(land)
+    weight = np.cos(np.radians(grid.lat[cells // grid.width]))
+    pick = rng.choice(cells, size=n_clusters, p=weight / weight.sum())
+    c_lon = grid.lon[pick % grid.width] + rng.uniform(-0.5, 0.5, n_clusters) * grid.res
+    c_lat = grid.lat[pick // grid.width] + rng.uniform(-0.5, 0.5, n_clusters) * grid.res
+    spread = np.clip(rng.lognormal(np.log(0.25), 0.8, n_clusters), 0.02, 2.0)
+    share = rng.lognormal(0.0, 1.0, n_clusters)
+    parts: list[tuple[np.ndarray, ...]] = []
+    need = n_plots
+    for _ in range(1000):
+        m = 2 * need + 64
+        k = rng.choice(n_clusters, size=m, p=share / share.sum())
+        lat = np.round(c_lat[k] + rng.standard_normal(m) * spread[k], 6)
+        lon = c_lon[k] + rng.standard_normal(m) * spread[k] / np.cos(np.radians(c_lat[k]))
+        lon = np.round(lon, 6)
+        ok = (lon > -180) & (lon < 180) & (lat > -90) & (lat < 90)
+        ok[ok] = rasters.cell_values(lon[ok], lat[ok])[1]
+        ok[ok] = _is_land(lat[ok], lon[ok])
+        keep = np.flatnonzero(ok)[:need]
+        parts.append((lon[keep], lat[keep], k[keep]))
+        need -= len(keep)
+        if need == 0:
+            break
+    else:
+        raise ConfigError(f"could not place {n_plots} plots on land in this extent: enlarge it")
+    lon, lat, cluster = (np.concatenate(p) for p in zip(*parts, strict=True))
+    # A dataset is a group of nearby clusters, as a regional survey would be.
+    n_sets = max(1, round(n_clusters / 8))
+    dist = (c_lon[:, None] - c_lon[:n_sets]) ** 2 + (c_lat[:, None] - c_lat[:n_sets]) ** 2
+    dataset = np.unique(np.argmin(dist, axis=1)[cluster], return_inverse=True)[1]
+    order = np.lexsort((cluster, dataset))
+    return lon[order], lat[order], cluster[order], dataset[order]
+
+
+def _fmt(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Shortest fixed-point text of each value with at most ``decimals`` decimals; NaN -> None."""
+    v = np.round(np.asarray(values, dtype=np.float64), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    text = np.char.mod(f"%.{decimals}f", np.nan_to_num(v))
+    if decimals:
+        text = np.char.rstrip(np.char.rstrip(text, "0"), ".")
+    return _missing(text, np.isnan(v))
+
+
+def _missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """An object array with None (written as NA) where ``missing``."""
+    out = np.asarray(values).astype(object)
+    out[missing] = None
+    return out
+
+
+def _logical(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    missing = np.zeros(len(values), dtype=bool) if missing is None else missing
+    return _missing(np.where(values, "TRUE", "FALSE"), missing)
+
+
+def _continent(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    europe = (lon >= -25) & (lat >= 35) & (
+        (lon < 26) | ((lon < 45) & (lat > 41)) | ((lon < 60) & (lat > 47)))
+    maghreb = ((lon > -1.5) & (lon < 11.5) & (lat < 37.6)) | ((lon > -6) & (lon < 0) & (lat < 35.9))
+    africa = (lon >= -25) & (lon < 52) & ((lat < 35) | maghreb) & ~((lon > 34) & (lat > 12))
+    oceania = ((lon >= 110) & (lat < -10)) | ((lon >= 130) & (lat < 0)) | (lon >= 165)
+    america = np.where(lat >= 13, "North America", "South America")
+    return np.select([lon < -25, africa, europe, oceania], [america, "Africa", "Europe", "Oceania"],
+                     "Asia").astype(object)
+
+
+def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, dataset: np.ndarray,
+            env: dict[str, np.ndarray]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The 47 header columns, the plot areas, and whether a plot's dataset records presence only."""
+    rng, n, n_sets = _rng(seed, "metadata"), len(lon), int(dataset.max()) + 1
+    z = {k: (env[k] - env[k].mean()) / max(float(env[k].std()), 1e-12)
+         for k in ("bio_1", "bio_12", "Elevation", "HFP2009")}
+    wet = z["bio_12"]
+    # Vegetation type by Gumbel-max draws from softmax(scores): forest where wet and warm,
+    # grassland where used, sparse vegetation where dry or high.
+    scores = np.stack([1.2 * wet + 0.5 * z["bio_1"] - 0.6 * z["HFP2009"], -0.5 * wet,
+                       0.5 * z["HFP2009"] + 0.3, -1.5 - 0.5 * z["Elevation"],
+                       -1.0 * wet + 0.8 * z["Elevation"] - 0.8], axis=1)
+    veg = (scores + rng.gumbel(size=scores.shape)).argmax(axis=1)
+    veg_na, forest = rng.random(n) < 0.02, veg == 0
+    cont = _continent(lon, lat)
+    esy = np.array([["G16a", "G16b", "G17", "G3", "Y-For"], ["F31", "F32", "F4", "F5", "F31"],
+                    ["E12a", "E12b", "E22", "E34a", "E35"], ["D21", "D4", "Q", "D21", "D4"],
+                    ["H2", "H3", "U", "H2", "H3"]], dtype=object)[veg, rng.integers(0, 5, n)]
+    # Conventions of each dataset, as in the real database.
+    set_area = rng.lognormal(0.0, 0.6, n_sets)[dataset]
+    set_noarea = (rng.random(n_sets) < 0.15)[dataset]
+    set_pa = (rng.random(n_sets) < 0.12)[dataset]
+    set_unc = rng.choice([5, 10, 20, 50, 100, 200, 1000], n_sets)[dataset]
+    set_year = rng.integers(1930, 2016, n_sets)[dataset]
+    recorded = np.array(["All vascular plants", "Not specified", "Woody plants",
+                         "All trees & dominant understory"], dtype=object)
+    set_recorded = rng.choice(recorded, n_sets, p=[0.75, 0.15, 0.05, 0.05])[dataset]
+    first = np.unique(dataset, return_index=True)[1]
+    code = {"Europe": "EU", "Asia": "AS", "Africa": "AF", "North America": "NA",
+            "South America": "SA", "Oceania": "AU"}
+    givd = np.array([f"{code[c]}-VW-{i + 1:03d}" for i, c in enumerate(cont[first])], dtype=object)
+    givd[rng.random(n_sets) < 0.03] = None
+    area = np.clip(rng.lognormal(np.log(np.array([400.0, 100, 25, 25, 50])[veg] * set_area), 0.5),
+                   0.03, 40_000)
+    area = np.where(area >= 10, np.round(area), np.round(area, 2))
+    area[set_noarea | (rng.random(n) < 0.16)] = np.nan
+    unc = np.clip(np.round(set_unc * rng.lognormal(0, 0.3, n)), 1, 2750)
+    unc[rng.choice(n, max(1, n // 3000), replace=False)] = np.nan
+    month = np.where(np.abs(lat) < 15, rng.integers(1, 13, n),
+                     np.where(lat >= 0, rng.integers(5, 9, n), rng.choice([11, 12, 1, 2], n)))
+    year = np.clip(set_year + rng.integers(-3, 4, n), 1925, 2019)
+    dates = pd.to_datetime(pd.DataFrame({"year": year, "month": month,
+                                         "day": rng.integers(1, 29, n)}))
+    dates = dates.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    t, p, elev = env["bio_1"], env["bio_12"], env["Elevation"]
+    biome = np.select(
+        [(t < -4) | (np.abs(lat) > 66), (elev > 1800) | ((t < 3) & (elev > 1000)), t < 3,
+         (t < 12) & (p > 500), t < 12, p < 300, (t < 20) & (env["_phase"] < 0), t < 20,
+         env["bio_15"] > 60],
+        ["Polar and subpolar zone", "Alpine", "Boreal zone", "Temperate midlatitudes",
+         "Dry midlatitudes", "Dry tropics and subtropics", "Subtropics with winter rain",
+         "Subtropics with year-round rain", "Tropics with summer rain"],
+        "Tropics with year-round rain").astype(object)
+
+    def sparse(share: float | np.ndarray, mean: float | np.ndarray, sd: float, lo: float, hi: float,
+               decimals: int = 0) -> np.ndarray:
+        values = np.clip(mean + sd * rng.standard_normal(n), lo, hi)
+        return _fmt(np.where(rng.random(n) < share, values, np.nan), decimals)
+
+    # Cover_algae_layer: a handful of values, none in the first half of the rows (the dtype trap).
+    algae = np.full(n, np.nan)
+    late = np.arange(n // 2, n)
+    n_algae = min(len(late), max(2, round(n * 0.0004)))
+    algae[rng.choice(late, n_algae, replace=False)] = rng.integers(1, 6, n_algae)
+    soil = [k for k, g in _RASTERS if g in ("WorldClim", "SoilGrids")]
+    x = np.column_stack([env[k] for k in soil])
+    x = np.clip((x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0), -3, 3)
+    vt = np.linalg.svd(x, full_matrices=False)[2][:2]
+    vt = vt * np.where(vt[:, :1] < 0, -1.0, 1.0)  # fixed signs: both PCs rise with bio_1
+    pcs = np.zeros((n, 2))
+    pcs[:, : len(vt)] = x @ vt.T
+    resample = rng.random((n, 3)) < 0.5
+    cols = {
+        "PlotObservationID": ids, "GIVD_ID": givd[dataset],
+        "Dataset": np.array([f"Virtual_{i + 1:03d}" for i in range(n_sets)], dtype=object)[dataset],
+        "Continent": cont, "Country": np.full(n, None, dtype=object), "Biome": biome,
+        "Date_of_recording": _missing(dates, rng.random(n) < 0.03),
+        "Latitude": _fmt(lat, 6), "Longitude": _fmt(lon, 6), "Location_uncertainty": _fmt(unc, 0),
+        "Releve_area": _fmt(area, 2), "Plant_recorded": set_recorded,
+        "Elevation": _fmt(np.where(rng.random(n) < 0.1, np.nan, elev), 0),
+        "Aspect": _fmt(np.where(rng.random(n) < 0.5, np.nan, np.maximum(env["Aspect"], 1)), 0),
+        "Slope": _fmt(np.where(rng.random(n) < 0.5, np.nan, env["Slope"]), 1),
+        "is_forest": _logical(forest, veg_na),
+        "ESY": _missing(esy, (cont != "Europe") | veg_na),
+        "Naturalness": _missing(np.where(rng.random(n) < special.expit(z["HFP2009"] - 0.5),
+                                         "Semi-natural", "Natural"), rng.random(n) < 0.2),
+    }
+    for i, name in enumerate(["Forest", "Shrubland", "Grassland", "Wetland", "Sparse_vegetation"]):
+        cols[name] = _logical(veg == i, veg_na)
+    cols |= {
+        "Cover_total": sparse(0.3, 80 + 5 * wet, 15, 5, 100),
+        "Cover_tree_layer": sparse(0.3, np.where(forest, 65 + 8 * wet, 2), 15, 0, 100),
+        "Cover_shrub_layer": sparse(0.25, np.where(veg == 1, 50, 10), 12, 0, 100),
+        "Cover_herb_layer": sparse(0.35, np.where(forest, 35, 70) + 5 * wet, 20, 1, 100),
+        "Cover_moss_layer": sparse(0.2, 10 + 5 * wet, 10, 0, 100),
+        "Cover_lichen_layer": sparse(0.05, 3, 4, 0, 100),
+        "Cover_algae_layer": _fmt(algae, 0),
+        "Cover_litter_layer": sparse(0.1, np.where(forest, 50, 15), 20, 0, 100),
+        "Cover_bare_rocks": sparse(0.08, np.where(veg == 4, 40, 3), 8, 0, 100),
+        "Cover_cryptogams": sparse(0.03, 10, 8, 0, 100),
+        "Cover_bare_soil": sparse(0.08, np.where(veg == 4, 35, 5) - 5 * wet, 8, 0, 100),
+        "Height_trees_highest": sparse(0.1 * forest, 22 + 4 * wet + 2 * z["bio_1"], 6, 3, 60),
+        "Height_trees_lowest": sparse(0.03 * forest, 8, 3, 2, 20),
+        "Height_shrubs_highest": sparse(0.08, 3, 1.2, 0.5, 8, 1),
+        "Height_shrubs_lowest": sparse(0.03, 1, 0.4, 0.2, 3, 1),
+        "Height_herbs_average": sparse(0.1, 30 + 10 * wet, 15, 2, 150),
+        "Height_herbs_lowest": sparse(0.03, 8, 4, 1, 40),
+        "Height_herbs_highest": sparse(0.05, 70 + 15 * wet, 25, 5, 250),
+        "SoilClim_PC1": _fmt(pcs[:, 0], 3), "SoilClim_PC2": _fmt(pcs[:, 1], 3),
+        "Resample_1": _logical(resample[:, 0]), "Resample_2": _logical(resample[:, 1]),
+        "Resample_3": _logical(resample[:, 2]),
+        "Resample_1_consensus": _logical(resample[:, 0] & resample[:, 1]),
+    }
+    return pd.DataFrame(cols, columns=list(HEADER_COLUMNS)), area, set_pa
+
+
+def _species_names(seed: int, n: int) -> np.ndarray:
+    """Unique, plausible Latin binomials such as 'Carexa virtualis', in no particular order."""
+    rng = _rng(seed, "names")
+    syl = np.array("ca re xa lo mi ra no ta phy lu se ver bo di gal an the po ly cor la sal vi fe "
+                   "stu ro sa me li ter ni pa gra ce tri fo ar mo nus ge pe ru ci va".split())
+
+    def words(m: int, ends: str) -> np.ndarray:
+        end = np.array(ends.split())
+        stem = np.char.add(syl[rng.integers(0, len(syl), m)], syl[rng.integers(0, len(syl), m)])
+        return np.char.add(stem, end[rng.integers(0, len(end), m)])
+
+    genera = np.char.capitalize(words(max(3, n // 8), "a us um ia is ella odon anthus ops"))
+    names = np.array([], dtype=str)
+    while len(names) < n:
+        m = 2 * (n - len(names)) + 16
+        epithets = words(m, "alis ensis ifolia oides ata icus ina osa escens ella")
+        new = np.char.add(np.char.add(genera[rng.integers(0, len(genera), m)], " "), epithets)
+        names = pd.unique(np.concatenate([names, new]))
+    return np.asarray(names[:n], dtype=str)
+
+
+def _species_design(seed: int, n_species: int, quantiles: np.ndarray) -> dict[str, np.ndarray]:
+    """Per species and driver slot (n_species, 3): predictor, shape and parameters."""
+    rng = _rng(seed, "species")
+    groups = list(_GROUP_WEIGHTS)
+    members = [[i for i, (_, g) in enumerate(_CANDIDATES) if g == grp] for grp in groups]
+    size = np.array([len(m) for m in members])
+    table = np.array([m + [m[0]] * (size.max() - len(m)) for m in members])
+    gi = rng.choice(len(groups), size=(n_species, 3), p=np.array(list(_GROUP_WEIGHTS.values())))
+    pred = table[gi, (rng.random((n_species, 3)) * size[gi]).astype(int)]
+    active = np.arange(3)[None, :] < rng.choice([1, 2, 3], size=(n_species, 1), p=[0.4, 0.4, 0.2])
+    active[:, 1] &= pred[:, 1] != pred[:, 0]  # a repeated predictor is dropped, not drawn again
+    active[:, 2] &= (pred[:, 2] != pred[:, 0]) & (pred[:, 2] != pred[:, 1])
+    location = np.array([g == "Location" for _, g in _CANDIDATES])[pred]
+    gauss = (rng.random((n_species, 3)) < 0.65) & ~location  # range limits are monotone
+    # Niche optima at the 0.1-0.9 quantiles of the land-cell distribution (a table of 81 quantiles).
+    pos = rng.uniform(0.0, 80.0, (n_species, 3))
+    lo = np.minimum(pos.astype(int), 79)
+    mu = quantiles[pred, lo] * (lo + 1 - pos) + quantiles[pred, lo + 1] * (pos - lo)
+    sign = rng.choice([-1.0, 1.0], (n_species, 3))
+    return {
+        "pred": pred, "active": active, "gauss": gauss, "mu": np.round(mu, 4),
+        "sigma": np.round(rng.uniform(0.4, 1.5, (n_species, 3)), 4),
+        "beta": np.round(sign * rng.uniform(0.5, 1.0, (n_species, 3)), 4),
+        "strength": np.round(rng.uniform(1.5, 4.0, (n_species, 3)), 4),
+    }
+
+
+def _solve_intercept(eta: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per column b with mean(expit(b + eta)) = target: Newton on log-prevalence in a bracket."""
+    n, log_t = eta.shape[0], np.log(target)
+    lo = log_t - special.logsumexp(eta, axis=0) + np.log(n)  # expit < exp: prevalence <= target
+    hi = special.logit(target) - eta.min(axis=0) + 1.0  # every p > target
+    b, todo = lo.copy(), np.arange(len(target))
+    for _ in range(100):
+        p = special.expit(b[todo] + (eta if len(todo) == len(b) else eta[:, todo]))
+        total = np.maximum(p.sum(axis=0), 1e-300)
+        h = np.log(total / n) - log_t[todo]
+        lo[todo], hi[todo] = np.where(h < 0, b[todo], lo[todo]), np.where(h > 0, b[todo], hi[todo])
+        slope = (p * (1.0 - p)).sum(axis=0) / total  # d log(mean p) / db
+        step = b[todo] - h / np.maximum(slope, 1e-300)
+        inside = (step > lo[todo]) & (step < hi[todo])
+        open_ = np.abs(h) >= 1e-7
+        b[todo] = np.where(open_, np.where(inside, step, 0.5 * (lo[todo] + hi[todo])), b[todo])
+        todo = todo[open_]
+        if not len(todo):
+            break
+    return b
+
+
+def _prevalence_range(scale: str, n_species: int) -> tuple[float, float]:
+    if scale == "demo":
+        return 0.01, 0.25
+    # About 20 species per plot: log-uniform on [lo, 10 lo] has mean 9 lo / ln 10.
+    lo = min(20.0 / n_species * np.log(10) / 9, 0.025)
+    return lo, 10 * lo
+
+
+def _simulate_species(seed: int, z_plots: np.ndarray, area_term: np.ndarray, design: dict,
+                      target: np.ndarray, keep_prob: bool, progress: bool) -> dict[str, np.ndarray]:
+    """True probabilities and presences, in blocks of species so memory stays bounded."""
+    n_plots, n_species = z_plots.shape[0], len(target)
+    sub = np.unique(np.linspace(0, n_plots - 1, min(n_plots, _N_INTERCEPT_PLOTS)).astype(int))
+    # Each slot's term as quad * (z - mu)**2 + lin * z: one in-place formula for both shapes.
+    weight = design["strength"] * design["active"]
+    gauss = design["gauss"]
+    mu = np.where(gauss, design["mu"], 0.0).astype(np.float32)
+    quad = np.where(gauss, -0.5 * weight / design["sigma"] ** 2, 0.0).astype(np.float32)
+    lin = np.where(gauss, 0.0, design["beta"] * weight).astype(np.float32)
+    out: dict[str, Any] = {"intercept": np.empty(n_species), "prevalence": np.empty(n_species),
+                           "contribution": np.zeros((n_species, 3))}
+    prob = np.empty((n_plots, n_species), dtype=np.float32) if keep_prob else None
+    found = []
+    buffers: dict[str, np.ndarray] = {}  # reused between blocks: fresh pages cost more than maths
+    for start in tqdm(range(0, n_species, _CHUNK), desc="virtual species", unit="block",
+                      disable=not progress):
+        sl = slice(start, min(start + _CHUNK, n_species))
+        shape = (n_plots, sl.stop - start)
+        if buffers.get("eta", np.empty(0)).shape != shape:
+            buffers = {k: np.empty(shape, dtype=np.float32) for k in ("eta", "z", "term")}
+        eta, z, term = buffers["eta"], buffers["z"], buffers["term"]
+        eta[:] = area_term.astype(np.float32)[:, None]
+        for k in range(3):
+            np.take(z_plots, design["pred"][sl, k], axis=1, out=z, mode="clip")
+            np.subtract(z, mu[sl, k], out=term)
+            term *= term
+            term *= quad[sl, k]
+            z *= lin[sl, k]
+            term += z
+            out["contribution"][sl, k] = term[sub].std(axis=0)
+            eta += term
+        out["intercept"][sl] = _solve_intercept(eta[sub].astype(np.float64), target[sl])
+        eta += out["intercept"][sl].astype(np.float32)
+        p = special.expit(eta, out=eta)
+        out["prevalence"][sl] = p.mean(axis=0, dtype=np.float64)
+        _rng(seed, "presence", str(start // _CHUNK)).random(dtype=np.float32, out=z)
+        hits = np.flatnonzero(z < p)
+        rows, cols = np.divmod(hits, shape[1])
+        found.append((rows, cols + start, p.ravel()[hits]))
+        if prob is not None:
+            prob[:, sl] = p
+    out["plot"], out["species"], out["p"] = (np.concatenate(f) for f in zip(*found, strict=True))
+    out["probability"] = prob
+    return out
+
+
+def _write_dt(path: Path, seed: int, ids: np.ndarray, names: np.ndarray, pa: np.ndarray,
+              truth: dict[str, np.ndarray]) -> None:
+    """One row per present species, sorted by plot then name; covers in % or presence only."""
+    rank = np.argsort(np.argsort(names))
+    order = np.lexsort((rank[truth["species"]], truth["plot"]))
+    plot, sp, p = truth["plot"][order], truth["species"][order], truth["p"][order]
+    rng = _rng(seed, "abundance")
+    cover = np.clip(rng.lognormal(np.log(5.0) + 2.0 * (p - 0.5), 1.0), 0.1, 100)
+    cover = np.where(pa[plot], 1.0, np.where(cover < 1, np.round(cover, 1), np.round(cover)))
+    relative = cover / np.bincount(plot, cover, len(ids))[plot]
+    original = names[sp].astype(object)
+    synonym = rng.random(len(sp)) < 0.05
+    authors = np.array([" L.", " (L.) Mill.", " W.D.J.Koch", " DC.", " Hook.f."], dtype=object)
+    original[synonym] += authors[rng.integers(0, len(authors), int(synonym.sum()))]
+    scale = np.where(pa, "pa", "CoverPerc")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for start in range(0, max(len(plot), 1), 250_000):
+            s = slice(start, start + 250_000)
+            frame = pd.DataFrame({
+                "PlotObservationID": ids[plot[s]], "Species": names[sp[s]],
+                "Original_species": original[s], "Original_abundance": _fmt(cover[s], 1),
+                "Abundance_scale": scale[plot[s]], "Relative_cover": relative[s]})
+            frame.to_csv(fh, sep="\t", na_rep="NA", index=False, lineterminator="\n",
+                         header=start == 0)
+
+
+def _species_table(names: np.ndarray, design: dict, truth: dict, stats: list, target: np.ndarray
+                   ) -> pd.DataFrame:
+    """One row per species: prevalence, drivers strongest first, and the exact parameters."""
+    counts = np.bincount(truth["species"], minlength=len(names))
+    rows = []
+    for s in range(len(names)):
+        slots = [k for k in np.argsort(-truth["contribution"][s], kind="stable")
+                 if design["active"][s, k]]
+        terms = []
+        for k in slots:
+            j = int(design["pred"][s, k])
+            shape = ({"shape": "gaussian", "mu": float(design["mu"][s, k]),
+                      "sigma": float(design["sigma"][s, k])} if design["gauss"][s, k]
+                     else {"shape": "linear", "beta": float(design["beta"][s, k])})
+            terms.append({"predictor": _CANDIDATES[j][0], "group": _CANDIDATES[j][1],
+                          "center": stats[j][0], "scale": stats[j][1], **shape,
+                          "strength": float(design["strength"][s, k])})
+        params = {"intercept": float(truth["intercept"][s]), "area_coef": _AREA_COEF,
+                  "area_reference": _AREA_REF, "target_prevalence": float(target[s]),
+                  "terms": terms}
+        rows.append({
+            "species": str(names[s]), "prevalence": float(truth["prevalence"][s]),
+            "n_presences": int(counts[s]), "drivers": ";".join(t["predictor"] for t in terms),
+            "driver_groups": ";".join(dict.fromkeys(t["group"] for t in terms)),
+            "params": json.dumps(params)})
+    return pd.DataFrame(rows)
+
+
+def simulate_world(
+    out_dir: str | Path,
+    *,
+    scale: str = "demo",
+    seed: int = 0,
+    n_plots: int | None = None,
+    n_species: int | None = None,
+    resolution: float | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> WorldPaths:
+    """Simulate the virtual world and write it under ``out_dir`` in the real file formats.
+
+    Args:
+        out_dir: output folder; must be empty or absent unless ``force``.
+        scale: ``"demo"`` (5,000 plots, 300 species, Europe at 0.1 degrees) or ``"splotopen"``
+            (95,104 plots, 12,738 species, the globe at 0.25 degrees); see :data:`SCALES`.
+        seed: non-negative seed; the same seed and sizes give byte-identical text files.
+        n_plots: number of plots, overriding the scale's.
+        n_species: number of virtual species, overriding the scale's.
+        resolution: raster cell size in degrees, overriding the scale's.
+        extent: (west, south, east, north) in degrees, overriding the scale's.
+        force: write into a non-empty ``out_dir``, replacing an earlier world's files.
+        progress: show a progress bar over blocks of species.
+
+    Returns:
+        The folders of the world's parts.
+
+    Raises:
+        ConfigError: an unknown scale, or an invalid size, seed, resolution or extent.
+        OutputExistsError: ``out_dir`` is not empty and ``force`` is false.
+    """
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}: choose one of {sorted(SCALES)}")
+    cfg = SCALES[scale]
+    n_plots = int(cfg["n_plots"] if n_plots is None else n_plots)
+    n_species = int(cfg["n_species"] if n_species is None else n_species)
+    res = float(cfg["resolution"] if resolution is None else resolution)
+    west, south, east, north = (float(v) for v in (cfg["extent"] if extent is None else extent))
+    if n_plots < 1 or n_species < 1 or seed < 0:
+        raise ConfigError(f"n_plots and n_species must be positive and seed non-negative, got "
+                          f"{n_plots=}, {n_species=}, {seed=}")
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90
+            and 0 < res <= min(east - west, north - south)):
+        raise ConfigError(f"invalid extent {(west, south, east, north)} or {resolution=}: give "
+                          "(west, south, east, north) in degrees and a smaller cell size")
+    root = Path(out_dir)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())) and not force:
+        raise OutputExistsError(f"'{root}' is not empty: pass --force (force=True) to overwrite "
+                                "the world there, or choose another folder")
+    paths = WorldPaths(root, root / "splotopen", root / "rasters", root / "truth")
+
+    grid = _Grid(west, north, res, max(1, round((north - south) / res)),
+                 max(1, round((east - west) / res)))
+    lon2, lat2 = np.meshgrid(grid.lon, grid.lat)
+    land = _is_land(lat2, lon2)
+    if not land.any():
+        raise ConfigError(f"extent {(west, south, east, north)} holds no land: choose another")
+    rasters, phase = _write_rasters(seed, grid, land, paths.rasters_dir)
+
+    lon, lat, _, dataset = _sample_plots(seed, n_plots, rasters, land)
+    env, _ = rasters.cell_values(lon, lat)
+    row, col, _ = _cells(lon, lat, grid.transform, land.shape)
+    env |= {"Longitude": lon, "Latitude": lat, "_phase": phase[row, col]}
+    ids = np.sort(_rng(seed, "ids").choice(20 * n_plots + 100_000, n_plots, replace=False) + 1)
+    header, area, pa = _header(seed, ids, lon, lat, dataset, env)
+    with atomic_path(paths.splotopen_dir / "sPlotOpen_header.txt") as tmp:
+        header.to_csv(tmp, sep="\t", na_rep="NA", index=False, lineterminator="\n",
+                      encoding="utf-8")
+
+    # Z-scores use land-cell statistics of each raster as written (Location: land-cell centres).
+    stats, quantiles = [], []
+    for name, group in _CANDIDATES:
+        if group == "Location":
+            cells = (lon2 if name == "Longitude" else lat2)[land]
+        else:
+            cells = rasters.values[name][np.isfinite(rasters.values[name])]
+        center, spread = float(cells.mean()), max(float(cells.std()), 1e-12)
+        stats.append((center, spread))
+        quantiles.append(np.quantile((cells - center) / spread, np.linspace(0.1, 0.9, 81)))
+    z_plots = np.column_stack([(env[name] - c) / s for (name, _), (c, s)
+                               in zip(_CANDIDATES, stats, strict=True)]).astype(np.float32)
+    design = _species_design(seed, n_species, np.array(quantiles))
+    names = _species_names(seed, n_species)
+    lo, hi = _prevalence_range(scale, n_species)
+    target = np.exp(_rng(seed, "prevalence").uniform(np.log(lo), np.log(hi), n_species))
+    area_term = _AREA_COEF * np.log(np.nan_to_num(area, nan=_AREA_REF) / _AREA_REF)
+    keep_prob = n_plots * n_species <= _MAX_PROBABILITY_CELLS
+    truth = _simulate_species(seed, z_plots, area_term, design, target, keep_prob, progress)
+
+    _write_dt(paths.splotopen_dir / "sPlotOpen_DT.txt", seed, ids, names, pa, truth)
+    species = _species_table(names, design, truth, stats, target)
+    with atomic_path(paths.truth_dir / "species.csv") as tmp:
+        species.to_csv(tmp, index=False, lineterminator="\n")
+    prob_path = paths.truth_dir / "probability.parquet"
+    if truth["probability"] is not None:
+        frame = pd.DataFrame(truth["probability"], columns=list(names))
+        frame.insert(0, "PlotObservationID", ids)
+        write_parquet(prob_path, frame)
+    else:
+        prob_path.unlink(missing_ok=True)  # a stale file of an earlier, smaller world
+    from masksdm import __version__  # here, so the package __init__ may import this module
+
+    write_json(paths.truth_dir / "world.json", {
+        "description": "Simulated data (the masksdm virtual world) in the file formats of "
+                       "sPlotOpen, WorldClim 2.1, SoilGrids, SRTM topography and the human "
+                       "footprint. No real observation is in it.",
+        "citation": "Simulated data; cite masksdm. The formats imitate sPlotOpen (Sabatini et al. "
+                    "2021), WorldClim 2.1 (Fick & Hijmans 2017), SoilGrids (Hengl et al. 2017), "
+                    "SRTM and the human footprint (Venter et al. 2016); the land mask is that of "
+                    "the global-land-mask package.",
+        "seed": seed, "scale": scale, "n_plots": n_plots, "n_species": n_species,
+        "n_occurrences": int(len(truth["species"])), "extent": [west, south, east, north],
+        "raster_bounds": [west, north - grid.height * res, west + grid.width * res, north],
+        "resolution": res, "masksdm_version": __version__,
+        "crs": {"default": "EPSG:4326", "human_footprint": _mollweide().to_string()},
+        "model": "logit p = intercept + sum(strength * term) + area_coef * log(Releve_area / "
+                 "area_reference); term = -0.5*((z-mu)/sigma)**2 (gaussian) or beta*z (linear), "
+                 "z = (x - center) / scale; missing Releve_area adds 0",
+        "probability_file": "probability.parquet" if truth["probability"] is not None else None,
+        "probability_note": None if keep_prob else (
+            f"not written: {n_plots} plots x {n_species} species exceeds "
+            f"{_MAX_PROBABILITY_CELLS:,} values; recompute it from species.csv params"),
+    })
+    return paths

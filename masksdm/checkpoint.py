@@ -62,7 +62,7 @@ class ModelCard:
     species: list[str]
     normalisation: dict[str, dict[str, float]]
     d_embeddings: tuple[int, ...] = ()
-    thresholds: list[float] | None = None
+    thresholds: list[float | None] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     masksdm_version: str = __version__
     created: str = ""

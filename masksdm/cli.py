@@ -157,38 +157,42 @@ def _subsets_from_args(args: argparse.Namespace, card):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from masksdm._io import write_parquet, write_text
+    from masksdm._io import check_writable, write_parquet, write_text
     from masksdm.checkpoint import load_checkpoint
     from masksdm.evaluation import evaluate
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
+    reports = ws.path / "reports"
+    summary_path = check_writable(reports / f"evaluation_{args.run}_{args.split}.csv", force=args.force)
+    species_path = check_writable(reports / f"evaluation_{args.run}_{args.split}_per_species.parquet", force=args.force)
     model, card = load_checkpoint(ws.models_dir() / args.run)
     result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card))
     _print_table(result.summary)
-    reports = ws.path / "reports"
-    write_text(reports / f"evaluation_{args.run}_{args.split}.csv", result.summary.to_csv(index=False))
-    write_parquet(reports / f"evaluation_{args.run}_{args.split}_per_species.parquet", result.per_species)
+    write_text(summary_path, result.summary.to_csv(index=False))
+    write_parquet(species_path, result.per_species)
     print(f"\nwritten to {reports}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from masksdm._io import write_text
+    from masksdm._io import check_writable, write_text
     from masksdm.checkpoint import read_card
     from masksdm.compare import compare_subsets, format_table
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
+    reports = ws.path / "reports"
+    csv_path = check_writable(reports / f"compare_{args.run}.csv", force=args.force)
+    md_path = check_writable(reports / f"compare_{args.run}.md", force=args.force)
     card, _ = read_card(ws.models_dir() / args.run)
     table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), progress=not args.quiet)
     markdown = format_table(table)
     print("\nTest mean AUC x100 (best non-oracle value in bold):\n")
     print(markdown)
-    reports = ws.path / "reports"
-    write_text(reports / f"compare_{args.run}.csv", table.to_csv())
-    write_text(reports / f"compare_{args.run}.md", markdown + "\n")
-    print(f"\nwritten to {reports / f'compare_{args.run}.md'}")
+    write_text(csv_path, table.to_csv())
+    write_text(md_path, markdown + "\n")
+    print(f"\nwritten to {md_path}")
     return 0
 
 
@@ -297,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="main")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--subsets", nargs="+", help=subsets_help)
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -304,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=Path, required=True)
     p.add_argument("--run", default="main", help="the MaskSDM run to compare")
     p.add_argument("--subsets", nargs="+", help=subsets_help)
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
 

@@ -58,6 +58,8 @@ class TrainConfig:
         lr: AdamW learning rate (paper: 1e-3).
         weight_decay: AdamW weight decay (paper: 0.01).
         warmup_steps: linear learning-rate warm-up steps.
+        schedule: learning rate after warm-up: ``"constant"`` or ``"cosine"`` (decays to 0 at the
+            last epoch).
         loss: ``"weighted"`` (class-balanced loss of Zbinden et al. 2024) or ``"bce"``.
         masking: ``"random"`` (MaskSDM: keep each predictor with p ~ U(0, 1) per batch) or
             ``"none"`` (baseline: NaN mean-imputed, nothing masked).
@@ -75,6 +77,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 1000
+    schedule: str = "constant"
     loss: str = "weighted"
     masking: str = "random"
     use: tuple[str, ...] = field(default_factory=tuple)
@@ -87,6 +90,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choices = {
             "loss": ("weighted", "bce"),
+            "schedule": ("constant", "cosine"),
             "masking": ("random", "none"),
             "device": ("auto", "cpu", "cuda"),
             "precision": ("auto", "fp32", "bf16"),
@@ -143,11 +147,15 @@ def _override(base: Any, changes: dict[str, Any], where: str) -> Any:
 
 PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(preset="paper"),
-    # Small enough to train on 2 CPU cores in a few minutes on the demo world.
+    # Small enough to train on 2 CPU cores in about two minutes on the demo world.
+    # NOTE[DIFF]: no dropout (CPU dropout costs half the step time; masking already regularises)
+    # and frequencies initialised at 0.3 instead of 0.01, which converged faster on the demo world.
     "cpu": RunConfig(
-        model=ModelConfig(d_token=64, n_blocks=2, n_heads=4, n_frequencies=16, dropout=0.1),
+        model=ModelConfig(
+            d_token=64, n_blocks=2, n_heads=4, n_frequencies=16, frequency_init_scale=0.3, dropout=0.0
+        ),
         train=TrainConfig(
-            epochs=60, batch_size=256, eval_batch_size=2048, lr=2e-3, warmup_steps=100, patience=10
+            epochs=80, batch_size=128, eval_batch_size=2048, lr=2e-3, warmup_steps=100, patience=10
         ),
         preset="cpu",
     ),

@@ -23,6 +23,9 @@ __all__ = ["WeightedLoss", "make_loss"]
 class WeightedLoss(nn.Module):
     """Class-balanced BCE over all species. ``logits`` and ``targets`` are (B, S)."""
 
+    pos_weight: Tensor
+    neg_weight: Tensor
+
     def __init__(self, n_presences: Tensor, n_plots: int) -> None:
         super().__init__()
         n_pos = n_presences.to(torch.float32)

@@ -28,8 +28,9 @@ import bz2
 import gzip
 import logging
 import lzma
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,8 @@ def _suffix(path: Path) -> str:
 
 def _sniff_separator(path: Path) -> str:
     """Tab, semicolon or comma, whichever the header line uses (tab first)."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    openers: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    opener = openers.get(path.suffix.lower(), open)
     try:
         with opener(path, "rt", encoding="utf-8-sig") as handle:
             first = handle.readline()

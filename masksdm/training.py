@@ -132,6 +132,16 @@ def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Learning-rate multiplier: linear warm-up, then constant or cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def _mean_auc(logits: np.ndarray, y: np.ndarray) -> float:
     auc = roc_auc(logits, y)
     return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
@@ -202,8 +212,11 @@ def train(
     model: MaskSDM = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    warmup = max(tc.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    n = x_train.shape[0]
+    n_batches = math.ceil(n / tc.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, tc.warmup_steps, tc.epochs * n_batches, tc.schedule)
+    )
 
     info: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
     if resume:
@@ -212,8 +225,6 @@ def train(
         log.info("resuming %s after epoch %d", run_dir, info["epoch"])
     write_text(run_dir / "config.toml", config.to_toml())
 
-    n = x_train.shape[0]
-    n_batches = math.ceil(n / tc.batch_size)
     start_time = time.perf_counter()
     samples_seen = 0
     stopped_early = False

@@ -2,7 +2,10 @@
 
 :func:`simulate_world` builds, deterministically from a seed, environmental rasters over the real
 land mask, virtual species with known niches, and vegetation plots whose species were drawn from the
-true presence probabilities. Everything is written in the formats of the real sources, so the real
+true presence probabilities. The environmental rasters (the virtual landscape: WorldClim-,
+SoilGrids-, topography- and human-footprint-like fields over the real land mask) are built and
+written by :mod:`masksdm.landscape`; this module places the plots on them and writes the plots, the
+species and the truth. Everything is written in the formats of the real sources, so the real
 loaders read it::
 
     out_dir/
@@ -29,7 +32,8 @@ with a missing ``Releve_area`` adding 0. Raster drivers are read at the cell tha
 Intercepts are solved so that each species' mean probability over the plots hits a target drawn
 log-uniform in [0.01, 0.25] (demo) or in [lo, 10 lo] with about 20 species per plot (splotopen).
 Presences are Bernoulli draws from the true probabilities; random streams are derived per part
-(fields, plots, metadata, species, presences) so that changing one part never shifts another.
+(fields, plots, metadata, species, presences; :func:`masksdm.landscape.make_rng`) so that changing
+one part never shifts another.
 
 The data are simulated and hold no real observation. Their formats imitate sPlotOpen (Sabatini
 et al. 2021), WorldClim 2.1 (Fick & Hijmans 2017), SoilGrids (Hengl et al. 2017), SRTM and the
@@ -39,24 +43,27 @@ human footprint (Venter et al. 2016); the land mask is that of the ``global-land
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import rasterio
-from pyproj import Transformer
-from rasterio.crs import CRS
-from rasterio.transform import Affine
-from rasterio.warp import Resampling, reproject, transform_bounds
-from scipy import ndimage, special
+from scipy import special
 from tqdm import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet
 from masksdm.errors import ConfigError, OutputExistsError
-from masksdm.predictors import default_predictors
+from masksdm.landscape import (
+    RASTER_PREDICTORS,
+    Grid,
+    LandscapeRasters,
+    containing_cells,
+    is_land,
+    make_rng,
+    mollweide_crs,
+    write_rasters,
+)
 
 __all__ = ["DT_COLUMNS", "HEADER_COLUMNS", "SCALES", "WorldPaths", "simulate_world"]
 
@@ -86,19 +93,13 @@ DT_COLUMNS: tuple[str, ...] = (
     "Relative_cover",
 )
 
-_FOLDERS = {"WorldClim": "worldclim", "SoilGrids": "soilgrids", "Topography": "topography",
-            "Human": "human_footprint"}
-_RASTERS = [(p.name, p.group) for p in default_predictors() if p.source == "raster"]
-_CANDIDATES = _RASTERS + [("Longitude", "Location"), ("Latitude", "Location")]
-_FLOAT_NODATA = -3.4e38
-_INT_SOIL = {"ORCDRC", "CECSOL", "BDTICM", "BLDFIE"}  # int16, the rest of SoilGrids is uint8
+_CANDIDATES = RASTER_PREDICTORS + [("Longitude", "Location"), ("Latitude", "Location")]
 _GROUP_WEIGHTS = {"WorldClim": 0.45, "SoilGrids": 0.2, "Topography": 0.12, "Human": 0.15,
                   "Location": 0.08}
 _AREA_COEF, _AREA_REF = 0.3, 100.0
 _CHUNK = 512  # species per block of the truth computation; fixed, as presence draws are per block
 _MAX_PROBABILITY_CELLS = 50_000_000
 _N_INTERCEPT_PLOTS = 10_000
-_M_PER_DEG = 111_320.0
 
 
 @dataclass(frozen=True)
@@ -118,241 +119,10 @@ class WorldPaths:
     truth_dir: Path
 
 
-@dataclass(frozen=True)
-class _Grid:
-    west: float
-    north: float
-    res: float
-    height: int
-    width: int
-
-    @property
-    def transform(self) -> Affine:
-        return Affine(self.res, 0.0, self.west, 0.0, -self.res, self.north)
-
-    @property
-    def lon(self) -> np.ndarray:
-        return self.west + (np.arange(self.width) + 0.5) * self.res
-
-    @property
-    def lat(self) -> np.ndarray:
-        return self.north - (np.arange(self.height) + 0.5) * self.res
-
-
-def _rng(seed: int, *keys: str) -> np.random.Generator:
-    """An independent generator per named part, so changing one part never shifts another."""
-    spawn_key = tuple(zlib.crc32(k.encode()) for k in keys)
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key))
-
-
-def _is_land(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    # Imported here: global-land-mask loads a 1 km global mask (~0.9 GB, ~3 s) on import.
-    from global_land_mask import globe
-
-    return np.asarray(globe.is_land(lat, lon), dtype=bool)
-
-
-def _noise(seed: int, name: str, grid: _Grid, sigma_deg: float) -> np.ndarray:
-    """Standardised white noise smoothed at ``sigma_deg`` (broad scales on a coarser grid)."""
-    step = max(1, int(sigma_deg / grid.res / 3))
-    shape = (grid.height // step + 2, grid.width // step + 2)
-    white = _rng(seed, "field", name).standard_normal(shape)
-    smooth = ndimage.gaussian_filter(white, sigma_deg / (grid.res * step))
-    rows, cols = np.meshgrid((np.arange(grid.height) + 0.5) / step,
-                             (np.arange(grid.width) + 0.5) / step, indexing="ij")
-    out = ndimage.map_coordinates(smooth, [rows, cols], order=1, mode="nearest")
-    return (out - out.mean()) / max(float(out.std()), 1e-12)
-
-
-def _fractal(seed: int, name: str, grid: _Grid, scales: tuple[tuple[float, float], ...]
-             ) -> np.ndarray:
-    total = np.sum([w * _noise(seed, f"{name}{s}", grid, s) for s, w in scales], axis=0)
-    return (total - total.mean()) / max(float(total.std()), 1e-12)
-
-
-def _standardise(x: np.ndarray, land: np.ndarray) -> np.ndarray:
-    return (x - x[land].mean()) / max(float(x[land].std()), 1e-12)
-
-
-def _environment(seed: int, grid: _Grid, land: np.ndarray) -> dict[str, np.ndarray]:
-    """All raster predictors in real units on the WGS84 grid (float64, sea included)."""
-    lat = np.broadcast_to(grid.lat[:, None], land.shape)
-    alat = np.abs(lat)
-    # Distance to the sea (degrees) drives continentality, rain and coastal plains.
-    dist = np.full(land.shape, 10.0)
-    if (~land).any():
-        dist = np.clip((ndimage.distance_transform_edt(land) - 0.5) * grid.res, 0.0, None)
-    # Elevation: lowland undulation plus ridged mountain belts, flattened towards the coast.
-    e1, e2, e3, e4 = (_noise(seed, f"elev{s}", grid, s) for s in (6.0, 2.0, 0.6, 0.2))
-    ridge = (1.0 - np.abs(e2)) ** 2 * 2.0
-    mountains = special.expit(3.0 * (e1 - 0.9))
-    elev = 300 + 200 * e1 + 100 * e3 + 40 * e4 + mountains * (1200 + 1300 * ridge + 500 * e3)
-    elev = np.clip(elev * (1.0 - np.exp(-dist / 0.4)), -30.0, 6500.0)
-    # Slope and aspect from the elevation field, with metres per degree as spacing.
-    dz_dx = np.gradient(elev, axis=1) / (grid.res * _M_PER_DEG * np.cos(np.radians(lat)))
-    dz_dn = -np.gradient(elev, axis=0) / (grid.res * _M_PER_DEG)  # rows run southwards
-    slope = np.degrees(np.arctan(np.hypot(dz_dx, dz_dn)))
-    aspect = np.degrees(np.arctan2(-dz_dx, -dz_dn)) % 360.0  # direction the downslope faces
-    # Climate latents: temperature anomaly, continentality, rain, rain seasonality, rain phase.
-    n_t, n_s, n_p, n_ps = (_fractal(seed, k, grid, ((8.0, 1.0), (2.0, 0.5), (0.5, 0.2)))
-                           for k in ("temp", "seas", "prec", "pseas"))
-    n_ph = _noise(seed, "phase", grid, 8.0)
-    temp = 27.5 - 0.0068 * lat**2 - 0.0065 * elev + 1.8 * n_t
-    sd = np.clip(0.6 + 0.12 * alat + 0.5 * np.sqrt(dist) + 0.6 * n_s, 0.3, 20.0)
-    eq, sub = np.exp(-((lat / 12) ** 2)), np.exp(-(((alat - 24) / 8) ** 2))
-    mid = np.exp(-(((alat - 52) / 12) ** 2))
-    logp = 6.4 + 1.2 * eq - 1.0 * sub + 0.25 * mid - 0.05 * np.minimum(dist, 30)
-    logp = logp + 0.25 * elev / 1000 + 0.45 * n_p
-    prec = np.clip(np.exp(logp), 5.0, 9000.0)
-    cv = np.clip(30 + 40 * sub + 25 * eq + 10 * n_ps - 12 * (logp - 6.4), 5.0, 200.0)
-    # Negative phase = winter rain, as around 37 degrees on western coasts (Mediterranean climates).
-    phase = np.tanh(0.8 * n_ph + 1.0 - 1.5 * np.exp(-(((alat - 37) / 6) ** 2)))
-    amp = 1.414 * cv / 100  # amplitude of a sinusoidal monthly rain cycle with this CV
-    bio2 = np.clip(7 + 0.25 * sd + 3.0 * (6.6 - logp) + 0.8 * n_s, 2.0, 22.0)
-    bio5, bio6 = temp + 1.41 * sd + bio2 / 2, temp - 1.41 * sd - bio2 / 2
-    out = {
-        "bio_1": temp, "bio_2": bio2, "bio_3": 100 * bio2 / (bio5 - bio6), "bio_4": 100 * sd,
-        "bio_5": bio5, "bio_6": bio6, "bio_7": bio5 - bio6, "bio_8": temp + 1.2 * sd * phase,
-        "bio_9": temp - 1.2 * sd * phase, "bio_10": temp + 1.2 * sd, "bio_11": temp - 1.2 * sd,
-        "bio_12": prec, "bio_13": prec / 12 * (1 + amp),
-        "bio_14": prec / 12 * np.clip(1 - amp, 0, None),
-        "bio_15": cv, "bio_16": prec / 4 * (1 + 0.95 * amp),
-        "bio_17": prec / 4 * np.clip(1 - 0.95 * amp, 0, None),
-        "bio_18": prec / 4 * np.clip(1 + 0.95 * amp * phase, 0, None),
-        "bio_19": prec / 4 * np.clip(1 - 0.95 * amp * phase, 0, None),
-    }
-    # Soils: organic carbon in cold wet places, acid where wet, texture from two latents.
-    wet, warm = _standardise(logp, land), _standardise(temp, land)
-    n_org, n_ph2, n_c, n_si, n_d, n_bd = (_noise(seed, k, grid, 1.5)
-                                          for k in ("org", "ph", "clay", "silt", "depth", "bd"))
-    orc = np.clip(np.exp(2.6 - 0.5 * warm + 0.35 * wet + 0.4 * n_org + 0.3 * elev / 1000), 1, 600)
-    tex = np.stack([np.log(20) + 0.4 * n_c + 0.15 * warm, np.log(35) + 0.4 * n_si + 0.1 * wet,
-                    np.log(45) + 0.3 * (n_c * -0.5 - wet)])
-    tex = 100 * special.softmax(tex, axis=0)
-    clay, silt = np.round(tex[0]), np.round(tex[1])
-    out |= {
-        "ORCDRC": orc,
-        "PHIHOX": 10 * np.clip(6.3 - 0.8 * wet + 0.3 * warm + 0.45 * n_ph2, 3.5, 9.5),
-        "CECSOL": np.clip(3 + 0.5 * clay + 0.15 * orc + 2 * n_org, 1, 150),
-        "BDTICM": np.clip(np.exp(7.0 - 0.6 * elev / 1000 - 0.08 * slope + 0.5 * n_d), 10, 30000),
-        "CLYPPT": clay, "SLTPPT": silt, "SNDPPT": 100 - clay - silt,
-        "BLDFIE": np.clip(1500 - 4 * orc + 2 * (100 - clay - silt) - 90 + 60 * n_bd, 700, 1900),
-        "Elevation": elev, "Slope": slope, "Aspect": aspect,
-    }
-    # Human footprint (Venter et al. 2016 scores): pressure is high in warm-temperate lowlands.
-    n_h1, n_h2 = _noise(seed, "human", grid, 3.0), _noise(seed, "human_local", grid, 0.5)
-    n_city, n_crop = _noise(seed, "city", grid, 0.2), _noise(seed, "crop", grid, 0.8)
-    suit = n_h1 + 0.5 * n_h2 - 0.8 * elev / 1000 - 0.1 * np.abs(temp - 13) + 0.4 * (dist < 2)
-    suit = suit + 0.3 * wet
-    h = special.expit(suit)
-    pop = np.clip(10 * h**1.5 + 1.5 * n_city, 0, 10)
-    crop = np.where(0.7 * n_crop + 2.5 * h - 0.2 * slope > 1.6, 7.0,
-                    np.where(0.7 * n_crop + 2.5 * h > 1.0, 4.0, 0.0))
-    hum = {
-        "Built2009": np.where(n_city + 2 * h > 3.0, 10.0, 0.0), "Croplands2005": crop,
-        "Lights2009": np.clip(np.round(0.8 * pop + 2 * (n_city > 1.5)), 0, 10),
-        "Navwater2009": np.clip(4 * np.exp(-dist / 0.3) * (0.5 + h), 0, 4),
-        "Pasture2009": np.where(crop == 7, 0.0, np.clip(4 * special.expit(n_crop - 0.5 + h), 0, 4)),
-        "Popdensity2010": pop,
-        "Railways": np.where(0.5 * n_city + 2.5 * h + 0.5 * n_h2 > 2.3, 8.0, 0.0),
-        "Roads": np.clip(10 * h + 1.5 * n_h2 - 1, 0, 8),
-    }
-    out |= {"HFP2009": np.minimum(sum(hum.values()), 50.0)} | hum
-    out["_phase"] = phase
-    return out
-
-
-def _mollweide() -> CRS:
-    try:
-        return CRS.from_string("ESRI:54009")
-    except Exception:  # pragma: no cover - older PROJ databases
-        return CRS.from_proj4("+proj=moll +lon_0=0 +datum=WGS84 +units=m +no_defs")
-
-
-def _write_raster(path: Path, values: np.ndarray, crs: CRS, transform: Affine, group: str) -> None:
-    """Write one band (NaN = nodata) as a tiled deflate GeoTIFF in the real source's data type."""
-    dtype, nodata = "float32", _FLOAT_NODATA
-    if group == "SoilGrids":
-        dtype, nodata = ("int16", -32768) if path.stem in _INT_SOIL else ("uint8", 255)
-    height, width = values.shape
-    tiles = {}
-    if min(height, width) >= 16:
-        tiles = dict(tiled=True, blockxsize=min(256, width // 16 * 16),
-                     blockysize=min(256, height // 16 * 16))
-    with atomic_path(path) as tmp, rasterio.open(
-        tmp, "w", driver="GTiff", height=height, width=width, count=1, dtype=dtype, crs=crs,
-        transform=transform, nodata=nodata, compress="deflate", **tiles,
-    ) as dst:
-        dst.write(np.where(np.isnan(values), nodata, values).astype(dtype), 1)
-
-
-@dataclass
-class _Rasters:
-    """The written rasters as float64 arrays (NaN = nodata) and how to find a point's cell."""
-
-    values: dict[str, np.ndarray]
-    grid: _Grid
-    moll_transform: Affine
-    to_moll: Transformer
-
-    def cell_values(self, lon: np.ndarray, lat: np.ndarray
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Each raster at the cell containing each point; whether every raster is valid there."""
-        row, col, ok = _cells(lon, lat, self.grid.transform, (self.grid.height, self.grid.width))
-        mx, my = self.to_moll.transform(lon, lat)
-        shape = self.values["HFP2009"].shape
-        mrow, mcol, mok = _cells(np.asarray(mx), np.asarray(my), self.moll_transform, shape)
-        out = {name: self.values[name][(mrow, mcol) if group == "Human" else (row, col)]
-               for name, group in _RASTERS}
-        return out, ok & mok & np.isfinite(out["bio_1"]) & np.isfinite(out["HFP2009"])
-
-
-def _write_rasters(seed: int, grid: _Grid, land: np.ndarray, folder: Path
-                   ) -> tuple[_Rasters, np.ndarray]:
-    """Write every raster; return them as written, and the phase of the rain cycle."""
-    env = _environment(seed, grid, land)
-    geo, moll = CRS.from_epsg(4326), _mollweide()
-    values = {}
-    for name, group in _RASTERS:
-        field = np.where(land, env[name], np.nan)
-        # Keep the values exactly as written: integers for SoilGrids, float32 for the rest.
-        values[name] = np.round(field) if group == "SoilGrids" else field.astype(np.float32) + 0.0
-    # The human footprint comes in Mollweide, as Venter et al. (2016) distribute it.
-    px = grid.res * 100_000.0
-    south, east = grid.north - grid.height * grid.res, grid.west + grid.width * grid.res
-    b = transform_bounds(geo, moll, grid.west, south, east, grid.north, densify_pts=101)
-    x0, y0 = np.floor(b[0] / px), np.floor(b[1] / px)
-    x1, y1 = np.ceil(b[2] / px), np.ceil(b[3] / px)
-    moll_transform = Affine(px, 0.0, float(x0 * px), 0.0, -px, float(y1 * px))
-    human = [name for name, group in _RASTERS if group == "Human"]
-    projected = np.full((len(human), int(y1 - y0), int(x1 - x0)), np.nan, dtype=np.float32)
-    reproject(np.stack([values[n] for n in human]).astype(np.float32), projected,
-              src_transform=grid.transform, src_crs=geo, src_nodata=np.nan,
-              dst_transform=moll_transform, dst_crs=moll, dst_nodata=np.nan,
-              resampling=Resampling.nearest)
-    values |= {name: band.astype(float) for name, band in zip(human, projected, strict=True)}
-    for name, group in _RASTERS:
-        crs, transform = (moll, moll_transform) if group == "Human" else (geo, grid.transform)
-        _write_raster(folder / _FOLDERS[group] / f"{name}.tif", values[name], crs, transform, group)
-    to_moll = Transformer.from_crs(geo, moll, always_xy=True)
-    return _Rasters(values, grid, moll_transform, to_moll), env["_phase"]
-
-
-def _cells(x: np.ndarray, y: np.ndarray, transform: Affine, shape: tuple[int, ...]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row and column of the cell containing each point; whether it is inside and off any edge."""
-    fc, fr = (x - transform.c) / transform.a, (y - transform.f) / transform.e
-    row, col = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
-    # Points within 1e-6 cell of an edge are refused, so no loader can round them to a neighbour.
-    off_edge = (np.abs(fr - np.round(fr)) > 1e-6) & (np.abs(fc - np.round(fc)) > 1e-6)
-    inside = (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1]) & off_edge
-    return np.clip(row, 0, shape[0] - 1), np.clip(col, 0, shape[1] - 1), inside
-
-
-def _sample_plots(seed: int, n_plots: int, rasters: _Rasters, land: np.ndarray
+def _sample_plots(seed: int, n_plots: int, rasters: LandscapeRasters, land: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Plots in clusters around land cells (drawn again when at sea), and their datasets."""
-    rng, grid = _rng(seed, "plots"), rasters.grid
+    rng, grid = make_rng(seed, "plots"), rasters.grid
     n_clusters = max(1, round(n_plots / 30))
     cells = np.flatnonzero(land)
     weight = np.cos(np.radians(grid.lat[cells // grid.width]))
@@ -371,7 +141,7 @@ def _sample_plots(seed: int, n_plots: int, rasters: _Rasters, land: np.ndarray
         lon = np.round(lon, 6)
         ok = (lon > -180) & (lon < 180) & (lat > -90) & (lat < 90)
         ok[ok] = rasters.cell_values(lon[ok], lat[ok])[1]
-        ok[ok] = _is_land(lat[ok], lon[ok])
+        ok[ok] = is_land(lat[ok], lon[ok])
         keep = np.flatnonzero(ok)[:need]
         parts.append((lon[keep], lat[keep], k[keep]))
         need -= len(keep)
@@ -423,7 +193,7 @@ def _continent(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, dataset: np.ndarray,
             env: dict[str, np.ndarray]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The 47 header columns, the plot areas, and whether a plot's dataset records presence only."""
-    rng, n, n_sets = _rng(seed, "metadata"), len(lon), int(dataset.max()) + 1
+    rng, n, n_sets = make_rng(seed, "metadata"), len(lon), int(dataset.max()) + 1
     z = {k: (env[k] - env[k].mean()) / max(float(env[k].std()), 1e-12)
          for k in ("bio_1", "bio_12", "Elevation", "HFP2009")}
     wet = z["bio_12"]
@@ -484,7 +254,7 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
     late = np.arange(n // 2, n)
     n_algae = min(len(late), max(2, round(n * 0.0004)))
     algae[rng.choice(late, n_algae, replace=False)] = rng.integers(1, 6, n_algae)
-    soil = [k for k, g in _RASTERS if g in ("WorldClim", "SoilGrids")]
+    soil = [k for k, g in RASTER_PREDICTORS if g in ("WorldClim", "SoilGrids")]
     x = np.column_stack([env[k] for k in soil])
     x = np.clip((x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0), -3, 3)
     vt = np.linalg.svd(x, full_matrices=False)[2][:2]
@@ -538,7 +308,7 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
 
 def _species_names(seed: int, n: int) -> np.ndarray:
     """Unique, plausible Latin binomials such as 'Carexa virtualis', in no particular order."""
-    rng = _rng(seed, "names")
+    rng = make_rng(seed, "names")
     syl = np.array("ca re xa lo mi ra no ta phy lu se ver bo di gal an the po ly cor la sal vi fe "
                    "stu ro sa me li ter ni pa gra ce tri fo ar mo nus ge pe ru ci va".split())
 
@@ -559,7 +329,7 @@ def _species_names(seed: int, n: int) -> np.ndarray:
 
 def _species_design(seed: int, n_species: int, quantiles: np.ndarray) -> dict[str, np.ndarray]:
     """Per species and driver slot (n_species, 3): predictor, shape and parameters."""
-    rng = _rng(seed, "species")
+    rng = make_rng(seed, "species")
     groups = list(_GROUP_WEIGHTS)
     members = [[i for i, (_, g) in enumerate(_CANDIDATES) if g == grp] for grp in groups]
     size = np.array([len(m) for m in members])
@@ -651,7 +421,7 @@ def _simulate_species(seed: int, z_plots: np.ndarray, area_term: np.ndarray, des
         eta += out["intercept"][sl].astype(np.float32)
         p = special.expit(eta, out=eta)
         out["prevalence"][sl] = p.mean(axis=0, dtype=np.float64)
-        _rng(seed, "presence", str(start // _CHUNK)).random(dtype=np.float32, out=z)
+        make_rng(seed, "presence", str(start // _CHUNK)).random(dtype=np.float32, out=z)
         hits = np.flatnonzero(z < p)
         rows, cols = np.divmod(hits, shape[1])
         found.append((rows, cols + start, p.ravel()[hits]))
@@ -668,7 +438,7 @@ def _write_dt(path: Path, seed: int, ids: np.ndarray, names: np.ndarray, pa: np.
     rank = np.argsort(np.argsort(names))
     order = np.lexsort((rank[truth["species"]], truth["plot"]))
     plot, sp, p = truth["plot"][order], truth["species"][order], truth["p"][order]
-    rng = _rng(seed, "abundance")
+    rng = make_rng(seed, "abundance")
     cover = np.clip(rng.lognormal(np.log(5.0) + 2.0 * (p - 0.5), 1.0), 0.1, 100)
     cover = np.where(pa[plot], 1.0, np.where(cover < 1, np.round(cover, 1), np.round(cover)))
     relative = cover / np.bincount(plot, cover, len(ids))[plot]
@@ -769,19 +539,19 @@ def simulate_world(
                                 "the world there, or choose another folder")
     paths = WorldPaths(root, root / "splotopen", root / "rasters", root / "truth")
 
-    grid = _Grid(west, north, res, max(1, round((north - south) / res)),
+    grid = Grid(west, north, res, max(1, round((north - south) / res)),
                  max(1, round((east - west) / res)))
     lon2, lat2 = np.meshgrid(grid.lon, grid.lat)
-    land = _is_land(lat2, lon2)
+    land = is_land(lat2, lon2)
     if not land.any():
         raise ConfigError(f"extent {(west, south, east, north)} holds no land: choose another")
-    rasters, phase = _write_rasters(seed, grid, land, paths.rasters_dir)
+    rasters, phase = write_rasters(seed, grid, land, paths.rasters_dir)
 
     lon, lat, _, dataset = _sample_plots(seed, n_plots, rasters, land)
     env, _ = rasters.cell_values(lon, lat)
-    row, col, _ = _cells(lon, lat, grid.transform, land.shape)
+    row, col, _ = containing_cells(lon, lat, grid.transform, land.shape)
     env |= {"Longitude": lon, "Latitude": lat, "_phase": phase[row, col]}
-    ids = np.sort(_rng(seed, "ids").choice(20 * n_plots + 100_000, n_plots, replace=False) + 1)
+    ids = np.sort(make_rng(seed, "ids").choice(20 * n_plots + 100_000, n_plots, replace=False) + 1)
     header, area, pa = _header(seed, ids, lon, lat, dataset, env)
     with atomic_path(paths.splotopen_dir / "sPlotOpen_header.txt") as tmp:
         header.to_csv(tmp, sep="\t", na_rep="NA", index=False, lineterminator="\n",
@@ -802,7 +572,7 @@ def simulate_world(
     design = _species_design(seed, n_species, np.array(quantiles))
     names = _species_names(seed, n_species)
     lo, hi = _prevalence_range(scale, n_species)
-    target = np.exp(_rng(seed, "prevalence").uniform(np.log(lo), np.log(hi), n_species))
+    target = np.exp(make_rng(seed, "prevalence").uniform(np.log(lo), np.log(hi), n_species))
     area_term = _AREA_COEF * np.log(np.nan_to_num(area, nan=_AREA_REF) / _AREA_REF)
     keep_prob = n_plots * n_species <= _MAX_PROBABILITY_CELLS
     truth = _simulate_species(seed, z_plots, area_term, design, target, keep_prob, progress)
@@ -832,7 +602,7 @@ def simulate_world(
         "n_occurrences": int(len(truth["species"])), "extent": [west, south, east, north],
         "raster_bounds": [west, north - grid.height * res, west + grid.width * res, north],
         "resolution": res, "masksdm_version": __version__,
-        "crs": {"default": "EPSG:4326", "human_footprint": _mollweide().to_string()},
+        "crs": {"default": "EPSG:4326", "human_footprint": mollweide_crs().to_string()},
         "model": "logit p = intercept + sum(strength * term) + area_coef * log(Releve_area / "
                  "area_reference); term = -0.5*((z-mu)/sigma)**2 (gaussian) or beta*z (linear), "
                  "z = (x - center) / scale; missing Releve_area adds 0",

@@ -63,6 +63,9 @@ class TrainConfig:
         loss: ``"weighted"`` (class-balanced loss of Zbinden et al. 2024) or ``"bce"``.
         masking: ``"random"`` (MaskSDM: keep each predictor with p ~ U(0, 1) per batch) or
             ``"none"`` (baseline: NaN mean-imputed, nothing masked).
+        group_masking: share of training batches masked by whole predictor groups (each group kept
+            with probability p) instead of by single predictors. 0 is the paper's scheme; a share
+            makes single-group subsets, as used in Shapley values and group comparisons, frequent.
         use: predictor or group names the model may see (others always hidden); empty = all.
         patience: stop after this many epochs without validation improvement (0 = never).
         seed: seed of weights, batch order and masks.
@@ -80,6 +83,7 @@ class TrainConfig:
     schedule: str = "constant"
     loss: str = "weighted"
     masking: str = "random"
+    group_masking: float = 0.0
     use: tuple[str, ...] = field(default_factory=tuple)
     patience: int = 50
     seed: int = 42
@@ -101,6 +105,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.group_masking <= 1:
+            raise ConfigError(f"train.group_masking must be in [0, 1], got {self.group_masking}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         object.__setattr__(self, "use", tuple(self.use))
@@ -148,14 +154,16 @@ def _override(base: Any, changes: dict[str, Any], where: str) -> Any:
 PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(preset="paper"),
     # Small enough to train on 2 CPU cores in about two minutes on the demo world.
-    # NOTE[DIFF]: no dropout (CPU dropout costs half the step time; masking already regularises)
-    # and frequencies initialised at 0.3 instead of 0.01, which converged faster on the demo world.
+    # NOTE[DIFF]: no dropout (CPU dropout costs half the step time; masking already regularises),
+    # frequencies initialised at 0.3 instead of 0.01, a cosine schedule, and 3/4 of the batches
+    # masked by whole groups: on the demo world these converge faster and lift single-group AUC.
     "cpu": RunConfig(
         model=ModelConfig(
             d_token=64, n_blocks=2, n_heads=4, n_frequencies=16, frequency_init_scale=0.3, dropout=0.0
         ),
         train=TrainConfig(
-            epochs=80, batch_size=128, eval_batch_size=2048, lr=2e-3, warmup_steps=100, patience=10
+            epochs=100, batch_size=128, eval_batch_size=2048, lr=3e-3, warmup_steps=100,
+            schedule="cosine", group_masking=0.75, patience=10,
         ),
         preset="cpu",
     ),

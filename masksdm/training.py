@@ -132,6 +132,17 @@ def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _draw_keep(n: int, group_of: torch.Tensor, n_groups: int, group_masking: float, generator) -> torch.Tensor:
+    """(n, P) keep mask of one batch: p ~ U(0, 1), then each predictor (or each whole group, in a
+    ``group_masking`` share of batches) kept with probability p."""
+    device = group_of.device
+    p = torch.rand((), device=device, generator=generator)
+    by_group = group_masking > 0 and bool(torch.rand((), device=device, generator=generator) < group_masking)
+    if by_group:
+        return (torch.rand((n, n_groups), device=device, generator=generator) < p)[:, group_of]
+    return torch.rand((n, len(group_of)), device=device, generator=generator) < p
+
+
 def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
     """Learning-rate multiplier: linear warm-up, then constant or cosine decay to 0."""
     if step < warmup_steps:
@@ -202,6 +213,8 @@ def train(
     x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
     y_train = torch.from_numpy(train_arr["y"]).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
+    group_names = list(dict.fromkeys(p.group for p in predictors))
+    group_of = torch.tensor([group_names.index(p.group) for p in predictors], device=device)
 
     card = ModelCard(
         config=config,
@@ -240,8 +253,7 @@ def train(
             xb, yb = x_train[idx], y_train[idx]
             keep = None
             if tc.masking == "random":
-                p = torch.rand((), device=device, generator=generator)
-                keep = (torch.rand(xb.shape, device=device, generator=generator) < p) & allowed_t
+                keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator) & allowed_t
             with autocast(device, tc.precision):
                 loss = loss_fn(model(xb, keep), yb)
             optimizer.zero_grad(set_to_none=True)

@@ -92,3 +92,32 @@ def test_oracle_ignores_hidden_predictors(tiny_workspace, tmp_path):
     x2 = x.copy()
     x2[:, 1:] += 3.0  # everything but bio_1
     np.testing.assert_allclose(subset_logits(model, card, x, None), subset_logits(model, card, x2, None), rtol=1e-5)
+
+
+def test_group_masking_keeps_or_drops_whole_groups():
+    import torch
+
+    from masksdm.training import _draw_keep
+
+    group_of = torch.tensor([0, 0, 0, 1, 1, 2])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        keep = _draw_keep(64, group_of, 3, 1.0, g)
+        for group in range(3):
+            cols = keep[:, group_of == group]
+            assert (cols == cols[:, :1]).all()
+    # predictor-level masking splits groups in some rows
+    keep = _draw_keep(512, group_of, 3, 0.0, torch.Generator().manual_seed(1))
+    cols = keep[:, group_of == 0]
+    assert not (cols == cols[:, :1]).all()
+
+
+def test_keep_count_is_uniform_over_subset_sizes():
+    import torch
+
+    from masksdm.training import _draw_keep
+
+    g = torch.Generator().manual_seed(0)
+    counts = torch.cat([_draw_keep(8, torch.arange(10), 10, 0.0, g).sum(1) for _ in range(4000)])
+    share = torch.bincount(counts, minlength=11).float() / len(counts)
+    assert share.min() > 0.06 and share.max() < 0.12  # p ~ U(0, 1): each of 0..10 about 1/11

@@ -302,11 +302,14 @@ class Workspace:
     def labels(self, split: str | None = None) -> np.ndarray:
         """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id."""
         mask = self.split_mask(split)
-        row_of = pd.Series(np.arange(len(self.plots)), index=self.plots["plot_id"].to_numpy())
-        y = np.zeros((len(self.plots), len(self.species)), dtype=bool)
+        row_of = pd.Series(-1, index=self.plots["plot_id"].to_numpy())
+        row_of[mask] = np.arange(int(mask.sum()))
         occ = self.occurrences
-        y[row_of.loc[occ["plot_id"].to_numpy()].to_numpy(), occ["species_id"].to_numpy()] = True
-        return y[mask]
+        rows = row_of.loc[occ["plot_id"].to_numpy()].to_numpy()
+        inside = rows >= 0
+        y = np.zeros((int(mask.sum()), len(self.species)), dtype=bool)
+        y[rows[inside], occ["species_id"].to_numpy()[inside]] = True
+        return y
 
     def arrays(self, split: str | None = None) -> dict[str, np.ndarray]:
         """Model-ready arrays of a split: ``x`` (N, P) float32 normalised, ``y`` (N, S) bool,

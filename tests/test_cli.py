@@ -43,6 +43,10 @@ def test_train_evaluate_info(tiny_workspace, tmp_path, capsys):
     assert main(["info", "--workspace", str(ws)]) == 0
     out = capsys.readouterr().out
     assert "models: main" in out and "WorldClim (1): bio_1" in out
+    assert main(["info", "--checkpoint", str(ws / "models" / "main")]) == 0
+    out = capsys.readouterr().out
+    assert "6 predictors" in out and "validation mean AUC" in out and "complete: True" in out
+    assert main(["info"]) == 2
     # a second train without --force or --resume is refused with the fix named
     assert main(["train", "--workspace", str(ws), "--config", str(config), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
@@ -66,6 +70,8 @@ def test_simulate_prepare_from_the_shell_commands(tmp_path, capsys):
     assert meta["n_plots"] == 400 and meta["n_predictors"] == 61
     predictors = json.loads((ws / "predictors.json").read_text())
     assert [p["group"] for p in predictors][:19] == ["WorldClim"] * 19
+    assert main(["info", "--workspace", str(ws)]) == 0
+    assert "none yet" in capsys.readouterr().out
     assert main(["prepare", "--workspace", str(ws), "--splotopen", str(world / "splotopen"), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ import torch
 
 from masksdm.model import MaskSDM
 
-__all__ = ["autocast", "predict_logits", "predict_proba", "resolve_device"]
+__all__ = ["autocast", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -30,7 +30,7 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 
 @torch.no_grad()
-def predict_logits(
+def predict_logits_tensor(
     model: MaskSDM,
     x: np.ndarray | torch.Tensor,
     keep: np.ndarray | torch.Tensor | None = None,
@@ -38,10 +38,11 @@ def predict_logits(
     batch_size: int = 4096,
     species: np.ndarray | None = None,
     precision: str = "auto",
-) -> np.ndarray:
-    """Logits (N, S) float32 for normalised predictors ``x`` (N, P); NaN and ``keep=False`` are masked.
+) -> torch.Tensor:
+    """Logits (N, S) float32 as a tensor on the model's device (no copy to the host).
 
-    ``keep`` may be (N, P) or (P,) (the same predictor subset for every site).
+    ``x`` holds normalised predictors (N, P); NaN and ``keep=False`` are masked. ``keep`` may be
+    (N, P) or (P,) (the same predictor subset for every site).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -50,7 +51,7 @@ def predict_logits(
     keep_t = None if keep is None else torch.as_tensor(keep, dtype=torch.bool)
     species_t = None if species is None else torch.as_tensor(species, dtype=torch.long, device=device)
     n_out = model.n_species if species is None else len(species)
-    out = np.empty((x_t.shape[0], n_out), dtype=np.float32)
+    out = torch.empty((x_t.shape[0], n_out), dtype=torch.float32, device=device)
     try:
         with autocast(device, precision):
             for start in range(0, x_t.shape[0], batch_size):
@@ -59,11 +60,20 @@ def predict_logits(
                 if keep_t is not None:
                     kb = keep_t.to(device) if keep_t.ndim == 1 else keep_t[start : start + batch_size].to(device)
                     kb = kb.expand_as(xb)
-                logits = model(xb, kb, species=species_t)
-                out[start : start + len(xb)] = logits.float().cpu().numpy()
+                out[start : start + len(xb)] = model(xb, kb, species=species_t).float()
     finally:
         model.train(was_training)
     return out
+
+
+def predict_logits(
+    model: MaskSDM,
+    x: np.ndarray | torch.Tensor,
+    keep: np.ndarray | torch.Tensor | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """Logits (N, S) float32 as a NumPy array; see :func:`predict_logits_tensor` for the options."""
+    return predict_logits_tensor(model, x, keep, **kwargs).cpu().numpy()
 
 
 def predict_proba(model: MaskSDM, x: np.ndarray | torch.Tensor, keep=None, **kwargs) -> np.ndarray:

@@ -7,7 +7,7 @@ and an absence among the N sites have no AUC/TSS (NaN) and are left out of means
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+import torch
 
 __all__ = ["evaluable_species", "max_tss", "roc_auc", "tss_at"]
 
@@ -18,21 +18,35 @@ def evaluable_species(labels: np.ndarray) -> np.ndarray:
     return (n_pos > 0) & (n_pos < labels.shape[0])
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def roc_auc(scores: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, *, chunk: int = 2048) -> np.ndarray:
     """ROC-AUC per species (Mann-Whitney U with average ranks for ties); (S,) with NaN where undefined.
+
+    Runs on the device of ``scores`` when given torch tensors (e.g. validation on the GPU), in
+    chunks of ``chunk`` species to bound memory.
 
     >>> roc_auc(np.array([[0.1], [0.4], [0.35], [0.8]]), np.array([[0], [0], [1], [1]]))
     array([0.75])
     """
-    labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    ranks = rankdata(scores, axis=0, method="average")
-    n_pos = labels.sum(axis=0).astype(np.float64)
-    n_neg = labels.shape[0] - n_pos
-    rank_sum = np.where(labels, ranks, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return np.where(evaluable_species(labels), auc, np.nan)
+    scores_t = torch.as_tensor(scores)
+    labels_t = torch.as_tensor(labels, device=scores_t.device).bool()
+    n, n_species = scores_t.shape
+    out = torch.empty(n_species, dtype=torch.float64, device=scores_t.device)
+    position = torch.arange(n, device=scores_t.device, dtype=torch.float64)[:, None]
+    for c in range(0, n_species, chunk):
+        values, order = torch.sort(scores_t[:, c : c + chunk], dim=0)
+        y = torch.gather(labels_t[:, c : c + chunk], 0, order).to(torch.float64)
+        # average rank of each tie group: (first + last position) / 2, 1-based
+        starts = torch.ones_like(values, dtype=torch.bool)
+        starts[1:] = values[1:] != values[:-1]
+        ends = torch.ones_like(starts)
+        ends[:-1] = starts[1:]
+        first = torch.cummax(torch.where(starts, position, 0.0), dim=0).values
+        last = torch.flip(torch.cummin(torch.flip(torch.where(ends, position, float(n)), [0]), dim=0).values, [0])
+        rank = (first + last) / 2 + 1
+        n_pos = y.sum(dim=0)
+        out[c : c + chunk] = ((rank * y).sum(dim=0) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+    auc = out.cpu().numpy()
+    return np.where(evaluable_species(labels_t.cpu().numpy()), auc, np.nan)
 
 
 def max_tss(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

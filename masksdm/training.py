@@ -32,7 +32,7 @@ from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
 from masksdm.config import RunConfig
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
-from masksdm.inference import autocast, predict_logits, resolve_device
+from masksdm.inference import autocast, predict_logits, predict_logits_tensor, resolve_device
 from masksdm.losses import make_loss
 from masksdm.metrics import max_tss, roc_auc
 from masksdm.model import MaskSDM
@@ -153,7 +153,7 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) ->
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _mean_auc(logits: np.ndarray, y: np.ndarray) -> float:
+def _mean_auc(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     auc = roc_auc(logits, y)
     return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
@@ -213,6 +213,7 @@ def train(
     x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
     y_train = torch.from_numpy(train_arr["y"]).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
+    y_val = torch.from_numpy(val_arr["y"]).to(device)
     group_names = list(dict.fromkeys(p.group for p in predictors))
     group_of = torch.tensor([group_names.index(p.group) for p in predictors], device=device)
 
@@ -263,8 +264,10 @@ def train(
             total += loss.detach()
         samples_seen += n
         train_loss = float(total) / n_batches
-        val_logits = predict_logits(model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
-        val_auc = _mean_auc(val_logits, val_arr["y"])
+        val_logits = predict_logits_tensor(
+            model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision
+        )
+        val_auc = _mean_auc(val_logits, y_val)
         info["step"] += n_batches
         info["epoch"] = epoch + 1
         row = {
@@ -289,13 +292,13 @@ def train(
     seconds = time.perf_counter() - start_time
 
     best, card = load_checkpoint(run_dir, device=device)
-    val_logits = predict_logits(best, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
-    val_prob = 1 / (1 + np.exp(-val_logits.astype(np.float64)))
+    best_logits = predict_logits(best, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
+    val_prob = 1 / (1 + np.exp(-best_logits.astype(np.float64)))
     tss, thresholds = max_tss(val_prob, val_arr["y"])
     card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
     card.metrics = {
         "best_epoch": info["best_epoch"],
-        "val_mean_auc": _mean_auc(val_logits, val_arr["y"]),
+        "val_mean_auc": _mean_auc(best_logits, val_arr["y"]),
         "val_mean_tss": float(np.nanmean(tss)),
         "epochs_run": info["epoch"],
         "stopped_early": stopped_early,

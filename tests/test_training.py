@@ -36,7 +36,7 @@ def test_interrupted_run_resumes_to_the_same_model(tiny_workspace, tmp_path, mon
     full = train(tiny_workspace, tmp_path / "full", config=config, progress=False)
 
     calls = {"n": 0}
-    real = training.predict_logits
+    real = training.predict_logits_tensor
 
     def interrupt_on_third_epoch(*args, **kwargs):
         calls["n"] += 1
@@ -44,10 +44,10 @@ def test_interrupted_run_resumes_to_the_same_model(tiny_workspace, tmp_path, mon
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "predict_logits", interrupt_on_third_epoch)
+    monkeypatch.setattr(training, "predict_logits_tensor", interrupt_on_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_workspace, tmp_path / "cut", config=config, progress=False)
-    monkeypatch.setattr(training, "predict_logits", real)
+    monkeypatch.setattr(training, "predict_logits_tensor", real)
     assert len(pd.read_csv(tmp_path / "cut" / "metrics.csv")) == 2
     with pytest.raises(OutputExistsError, match="--resume"):
         train(tiny_workspace, tmp_path / "cut", config=config, progress=False)

@@ -1,0 +1,38 @@
+"""CUDA paths: skipped without a GPU (run them on a GPU machine with `pytest -m gpu`)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from masksdm.checkpoint import load_checkpoint
+from masksdm.inference import predict_logits
+from masksdm.metrics import roc_auc
+from masksdm.training import train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_cuda_training_with_bf16_learns(tiny_workspace, tmp_path):
+    result = train(tiny_workspace, tmp_path / "gpu", config=tiny_config(epochs=12, device="cuda"), progress=False)
+    assert result.best_val_auc > 0.65
+    model, card = load_checkpoint(result.run_dir, device="cuda")
+    assert card.metrics["device"].startswith("cuda")
+
+
+def test_cuda_and_cpu_predictions_agree(tiny_run, tiny_workspace):
+    x = tiny_workspace.features("test")
+    cpu_model, _ = load_checkpoint(tiny_run, device="cpu")
+    gpu_model, _ = load_checkpoint(tiny_run, device="cuda")
+    np.testing.assert_allclose(predict_logits(gpu_model, x, precision="fp32"), predict_logits(cpu_model, x), atol=1e-4)
+
+
+def test_auc_on_the_gpu_matches_the_cpu():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(300, 50)).astype(np.float32)
+    labels = rng.random((300, 50)) < 0.2
+    on_gpu = roc_auc(torch.from_numpy(scores).cuda(), torch.from_numpy(labels).cuda())
+    np.testing.assert_allclose(on_gpu, roc_auc(scores, labels))

@@ -241,8 +241,9 @@ def train(
 
     start_time = time.perf_counter()
     samples_seen = 0
-    stopped_early = False
-    bar = tqdm(range(info["epoch"], tc.epochs), desc=f"train {run_dir.name}", unit="epoch", disable=not progress,
+    stopped_early = bool(tc.patience) and info["bad_epochs"] >= tc.patience  # resuming a stopped run
+    first_epoch = tc.epochs if stopped_early else info["epoch"]
+    bar = tqdm(range(first_epoch, tc.epochs), desc=f"train {run_dir.name}", unit="epoch", disable=not progress,
                initial=info["epoch"], total=tc.epochs)
     for epoch in bar:
         model.train()

@@ -80,6 +80,8 @@ def test_early_stopping(tiny_workspace, tmp_path):
     result = train(tiny_workspace, tmp_path / "es", config=tiny_config(epochs=40, patience=2, lr=1e-6), progress=False)
     assert result.stopped_early and result.epochs_run < 40
     assert result.epochs_run - result.best_epoch == 2
+    again = train(tiny_workspace, tmp_path / "es", resume=True, progress=False)  # nothing left to do
+    assert again.stopped_early and again.epochs_run == result.epochs_run
 
 
 def test_oracle_ignores_hidden_predictors(tiny_workspace, tmp_path):

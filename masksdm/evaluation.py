@@ -16,10 +16,10 @@ import pandas as pd
 
 from masksdm.checkpoint import ModelCard, check_predictors
 from masksdm.imputation import Imputer
-from masksdm.inference import predict_logits
+from masksdm.inference import model_inputs, predict_logits
 from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
 from masksdm.model import MaskSDM
-from masksdm.predictors import predictor_groups, resolve_subset
+from masksdm.predictors import predictor_groups, resolve_subset, subset_mask
 from masksdm.workspace import Workspace
 
 __all__ = ["Evaluation", "default_subsets", "evaluate", "subset_logits"]
@@ -46,26 +46,18 @@ def subset_logits(
 
     The model's own training subset (``train.use``) is always respected.
     """
-    visible = np.zeros(len(card.predictors), dtype=bool)
-    visible[resolve_subset(subset, card.predictors)] = True
+    visible = subset_mask(subset, card.predictors)
     if card.config.train.use:
-        trained = np.zeros_like(visible)
-        trained[resolve_subset(card.config.train.use, card.predictors)] = True
-        visible &= trained
-    if card.config.train.masking == "random":
-        return predict_logits(model, x, visible, batch_size=batch_size)
-    if imputer is None:
-        return predict_logits(model, _mean_impute(x, visible), batch_size=batch_size)
+        visible &= subset_mask(card.config.train.use, card.predictors)
+    if card.config.train.masking == "random" or imputer is None:
+        inputs, keep = model_inputs(x, visible, card.config.train.masking)
+        return predict_logits(model, inputs, keep, batch_size=batch_size)
     copies = imputer.impute(x, visible)  # (m, N, P)
     logits = np.zeros((x.shape[0], model.n_species), dtype=np.float64)
     for xc in copies:
         logits += 1 / (1 + np.exp(-predict_logits(model, xc, batch_size=batch_size).astype(np.float64)))
     p = np.clip(logits / len(copies), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p)).astype(np.float32)
-
-
-def _mean_impute(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    return np.where(visible[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32)
 
 
 @dataclass

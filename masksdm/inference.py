@@ -9,7 +9,19 @@ import torch
 
 from masksdm.model import MaskSDM
 
-__all__ = ["autocast", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
+__all__ = ["autocast", "model_inputs", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
+
+
+def model_inputs(x: np.ndarray, visible: np.ndarray, masking: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs and keep mask (P,) as a model trained with this masking mode expects them.
+
+    MaskSDM (``"random"``): values as they are, predictors outside ``visible`` masked.
+    Unmasked baseline (``"none"``): NaN and hidden predictors set to 0, the training mean after
+    z-scoring (mean imputation), and nothing masked.
+    """
+    if masking == "none":
+        return np.where(visible[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32), None
+    return x, visible
 
 
 def resolve_device(device: str = "auto") -> torch.device:

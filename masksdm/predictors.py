@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from masksdm.errors import DataError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "group_of",
     "predictor_groups",
     "resolve_subset",
+    "subset_mask",
 ]
 
 
@@ -162,3 +165,14 @@ def resolve_subset(names: Iterable[str] | None, predictors: Sequence[Predictor])
                 f"or predictors such as {list(index)[:5]}"
             )
     return sorted(chosen)
+
+
+def subset_mask(names: Iterable[str] | None, predictors: Sequence[Predictor]) -> np.ndarray:
+    """Boolean (P,) mask of the predictors named by ``names`` (see :func:`resolve_subset`).
+
+    >>> subset_mask(["WorldClim"], [Predictor("bio_1", "WorldClim"), Predictor("Slope", "Topography")])
+    array([ True, False])
+    """
+    mask = np.zeros(len(predictors), dtype=bool)
+    mask[resolve_subset(names, predictors)] = True
+    return mask

@@ -32,14 +32,20 @@ from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
 from masksdm.config import RunConfig
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
-from masksdm.inference import autocast, predict_logits, predict_logits_tensor, resolve_device
+from masksdm.inference import (
+    autocast,
+    model_inputs,
+    predict_logits,
+    predict_logits_tensor,
+    resolve_device,
+)
 from masksdm.losses import make_loss
 from masksdm.metrics import max_tss, roc_auc
 from masksdm.model import MaskSDM
-from masksdm.predictors import resolve_subset
+from masksdm.predictors import subset_mask
 from masksdm.workspace import Workspace
 
-__all__ = ["TrainResult", "allowed_mask", "model_inputs", "train"]
+__all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +61,6 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     samples_per_second: float
-
-
-def allowed_mask(config: RunConfig, predictor_names: list[str], predictors) -> np.ndarray:
-    """(P,) bool: the predictors this run may see (``train.use``; all when empty)."""
-    allowed = np.zeros(len(predictor_names), dtype=bool)
-    allowed[resolve_subset(config.train.use or None, predictors)] = True
-    return allowed
-
-
-def model_inputs(x: np.ndarray, allowed: np.ndarray, masking: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs and keep mask as a model of this masking mode expects them.
-
-    MaskSDM (``"random"``): values as they are, hidden predictors masked.
-    Baseline (``"none"``): NaN and hidden predictors set to 0 (the training mean), nothing masked.
-    """
-    if masking == "none":
-        return np.where(allowed[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32), None
-    return x, allowed
 
 
 def _rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -199,7 +187,7 @@ def train(
 
     predictors = ws.predictors
     names = ws.predictor_names
-    allowed = allowed_mask(config, names, predictors)
+    allowed = subset_mask(tc.use or None, predictors)
     train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
     if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
         raise DataError("the training or validation split is empty: rebuild the workspace with other split fractions")

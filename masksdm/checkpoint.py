@@ -73,10 +73,7 @@ class ModelCard:
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """Normalise raw predictor values (N, P) in this model's predictor order."""
-        names = self.predictor_names
-        mean = np.array([self.normalisation[n]["mean"] for n in names])
-        std = np.array([self.normalisation[n]["std"] for n in names])
-        return normalise(np.asarray(raw, dtype=np.float64), mean, std)
+        return normalise(raw, self.predictor_names, self.normalisation)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,7 @@ from masksdm.config import RunConfig
 from masksdm.errors import CheckpointError
 from masksdm.evaluation import default_subsets, subset_logits
 from masksdm.imputation import make_imputer
-from masksdm.metrics import roc_auc
+from masksdm.metrics import mean_auc
 from masksdm.training import train
 from masksdm.workspace import Workspace
 
@@ -92,24 +92,21 @@ def compare_subsets(
     baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
     imputers = {name: make_imputer(name, x_train) for name in imputations}
 
-    def mean_auc(logits: np.ndarray) -> float:
-        return float(np.nanmean(roc_auc(logits, y)))
-
     table: dict[str, dict[str, float]] = {"MaskSDM": {}}
     for name in imputations:
         table[f"{name} imputation"] = {}
     table["oracle"] = {}
     steps = tqdm(subsets.items(), desc="compare", unit="subset", disable=not progress)
     for name, subset in steps:
-        table["MaskSDM"][name] = mean_auc(subset_logits(model, card, x, subset))
+        table["MaskSDM"][name] = mean_auc(subset_logits(model, card, x, subset), y)
         for imp_name, imputer in imputers.items():
             logits = subset_logits(baseline, baseline_card, x, subset, imputer=imputer)
-            table[f"{imp_name} imputation"][name] = mean_auc(logits)
+            table[f"{imp_name} imputation"][name] = mean_auc(logits, y)
         if subset is None:
             oracle, oracle_card = baseline, baseline_card
         else:
             oracle, oracle_card = load_checkpoint(models / f"{run}-oracle-{_slug(name)}")
-        table["oracle"][name] = mean_auc(subset_logits(oracle, oracle_card, x, subset))
+        table["oracle"][name] = mean_auc(subset_logits(oracle, oracle_card, x, subset), y)
     return pd.DataFrame(table).T[list(subsets)]
 
 

@@ -27,7 +27,7 @@ from masksdm.checkpoint import load_checkpoint
 from masksdm.config import RunConfig, preset
 from masksdm.errors import DataError, OutputExistsError
 from masksdm.evaluation import default_subsets, evaluate
-from masksdm.metrics import roc_auc
+from masksdm.metrics import mean_auc
 from masksdm.predictors import resolve_subset
 from masksdm.rasters import find_rasters
 from masksdm.simulate import simulate_world
@@ -68,7 +68,7 @@ def bayes_reference(
             cols = resolve_subset(subset, workspace.predictors)
             knn = KNeighborsRegressor(n_neighbors=k).fit(x[fit_rows][:, cols], p_true[fit_rows])
             scores = knn.predict(x[in_split][:, cols])
-        out[name] = float(np.nanmean(roc_auc(scores, y)))
+        out[name] = mean_auc(scores, y)
     return out
 
 

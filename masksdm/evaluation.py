@@ -53,10 +53,10 @@ def subset_logits(
         inputs, keep = model_inputs(x, visible, card.config.train.masking)
         return predict_logits(model, inputs, keep, batch_size=batch_size)
     copies = imputer.impute(x, visible)  # (m, N, P)
-    logits = np.zeros((x.shape[0], model.n_species), dtype=np.float64)
-    for xc in copies:
-        logits += 1 / (1 + np.exp(-predict_logits(model, xc, batch_size=batch_size).astype(np.float64)))
-    p = np.clip(logits / len(copies), 1e-7, 1 - 1e-7)
+    prob_sum = np.zeros((x.shape[0], model.n_species), dtype=np.float64)
+    for xc in copies:  # predictions averaged over the imputed copies, on the probability scale
+        prob_sum += 1 / (1 + np.exp(-predict_logits(model, xc, batch_size=batch_size).astype(np.float64)))
+    p = np.clip(prob_sum / len(copies), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p)).astype(np.float32)
 
 

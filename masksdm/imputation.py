@@ -64,12 +64,9 @@ class KNNImputer(Imputer):
             return super().impute(x, visible)
         nn = NearestNeighbors(n_neighbors=self.k).fit(self.x_train_[:, visible])
         _, idx = nn.kneighbors(base[:, visible])
-        copies = np.repeat(base[None], self.k, axis=0)
         hidden = ~visible[None, :] | np.isnan(x)
-        for c in range(self.k):
-            donors = self.x_train_[idx[:, c]]
-            copies[c] = np.where(hidden, donors, base)
-        return copies
+        donors = self.x_train_[idx.T]  # (k, N, P): the c-th nearest plot of every site
+        return np.where(hidden[None], donors, base[None]).astype(np.float32)
 
 
 def make_imputer(name: str, x_train: np.ndarray, *, k: int = 5) -> Imputer:

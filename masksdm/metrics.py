@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["evaluable_species", "max_tss", "roc_auc", "tss_at"]
+__all__ = ["evaluable_species", "max_tss", "mean_auc", "roc_auc", "tss_at"]
 
 
 def evaluable_species(labels: np.ndarray) -> np.ndarray:
@@ -47,6 +47,12 @@ def roc_auc(scores: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
         out[c : c + chunk] = ((rank * y).sum(dim=0) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
     auc = out.cpu().numpy()
     return np.where(evaluable_species(labels_t.cpu().numpy()), auc, np.nan)
+
+
+def mean_auc(scores: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Mean of :func:`roc_auc` over the species that have one (NaN when none has)."""
+    auc = roc_auc(scores, labels)
+    return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
 
 def max_tss(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

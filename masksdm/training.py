@@ -40,7 +40,7 @@ from masksdm.inference import (
     resolve_device,
 )
 from masksdm.losses import make_loss
-from masksdm.metrics import max_tss, roc_auc
+from masksdm.metrics import max_tss, mean_auc, roc_auc
 from masksdm.model import MaskSDM
 from masksdm.predictors import subset_mask
 from masksdm.workspace import Workspace
@@ -139,11 +139,6 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) ->
         return 1.0
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _mean_auc(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-    auc = roc_auc(logits, y)
-    return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
 
 def train(
@@ -256,7 +251,7 @@ def train(
         val_logits = predict_logits_tensor(
             model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision
         )
-        val_auc = _mean_auc(val_logits, y_val)
+        val_auc = mean_auc(val_logits, y_val)
         info["step"] += n_batches
         info["epoch"] = epoch + 1
         row = {
@@ -287,7 +282,7 @@ def train(
     card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
     card.metrics = {
         "best_epoch": info["best_epoch"],
-        "val_mean_auc": _mean_auc(best_logits, val_arr["y"]),
+        "val_mean_auc": mean_auc(best_logits, val_arr["y"]),
         "val_mean_tss": float(np.nanmean(tss)),
         "epochs_run": info["epoch"],
         "stopped_early": stopped_early,

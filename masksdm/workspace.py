@@ -85,9 +85,12 @@ def spatial_block_split(
     return np.array(["test", "val", "train"])[split_of_block[block_of]]
 
 
-def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Z-score predictors with training statistics; NaN stays NaN (masked by the model)."""
-    return ((x - mean) / (std + _NORM_EPS)).astype(np.float32)
+def normalise(x: np.ndarray, names: Sequence[str], stats: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """Z-score predictor columns ``names`` of ``x`` with training ``stats`` (name -> mean, std);
+    NaN stays NaN (masked by the model)."""
+    mean = np.array([stats[n]["mean"] for n in names])
+    std = np.array([stats[n]["std"] for n in names])
+    return ((np.asarray(x, dtype=np.float64) - mean) / (std + _NORM_EPS)).astype(np.float32)
 
 
 def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: Mapping[str, str]) -> list[Predictor]:
@@ -294,10 +297,7 @@ class Workspace:
 
     def features(self, split: str | None = None) -> np.ndarray:
         """Normalised predictors (N, P) float32, NaN where missing."""
-        names = self.predictor_names
-        mean = np.array([self.normalisation[n]["mean"] for n in names])
-        std = np.array([self.normalisation[n]["std"] for n in names])
-        return normalise(self.raw_predictors(split), mean, std)
+        return normalise(self.raw_predictors(split), self.predictor_names, self.normalisation)
 
     def labels(self, split: str | None = None) -> np.ndarray:
         """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id."""

@@ -13,6 +13,12 @@ Gorishniy et al. (2021, 2022):
 * pre-norm transformer blocks, mean pooling over all tokens (masked ones included), and a head
   ``LayerNorm -> ReLU -> Linear(n_species)`` giving one logit per species.
 
+Collapsed mask tokens (inference): masked tokens are identical and carry no position, so they stay
+identical through every block. ``m`` of them are therefore exactly one token whose attention logit
+is raised by ``log m`` (softmax sums ``m`` equal terms) and whose pooling weight is ``m``. In eval
+mode the network runs on the visible tokens plus that one token, so a site with 10 of 61 predictors
+visible costs 11 tokens, not 61. Training keeps the full sequence (dropout acts per token).
+
 Shapes: ``x`` (B, P) float, z-scored, NaN allowed; ``keep`` (B, P) bool (True = use the value);
 ``embeddings`` a list of (B, D_e) tensors with ``embedding_keep`` a list of (B,) bool; output (B, S).
 """
@@ -78,6 +84,8 @@ class TransformerBlock(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
@@ -160,32 +168,81 @@ class MaskSDM(nn.Module):
         keep: Tensor | None = None,
         embeddings: Sequence[Tensor] | None = None,
         embedding_keep: Sequence[Tensor] | None = None,
-    ) -> Tensor:
-        """Tokens (B, T, d_token) with masked and NaN entries replaced by the mask token."""
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens (B, T, d_token) with masked and NaN entries set to the mask token, and the
+        visibility (B, T) bool of each token (False = mask token)."""
         valid = ~torch.isnan(x)
         keep = valid if keep is None else keep & valid
         tokens = self.tokenizer(torch.nan_to_num(x, nan=0.0))
-        tokens = torch.where(keep[..., None], tokens, self.mask_token.to(tokens.dtype))
+        mask_token = self.mask_token.to(tokens.dtype)
+        tokens = torch.where(keep[..., None], tokens, mask_token)
         if not self.d_embeddings:
-            return tokens
+            return tokens, keep
         b = x.shape[0]
-        extra = []
+        extra, extra_keep = [], []
         for i, projection in enumerate(self.embedding_projections):
             e = None if embeddings is None else embeddings[i]
             if e is None:
-                extra.append(self.mask_token.expand(b, -1).to(tokens.dtype))
+                extra.append(mask_token.expand(b, -1))
+                extra_keep.append(torch.zeros(b, dtype=torch.bool, device=x.device))
                 continue
             e_valid = ~torch.isnan(e).any(dim=-1)
             e_keep = e_valid if embedding_keep is None else embedding_keep[i] & e_valid
             token = projection(torch.nan_to_num(e, nan=0.0))
-            extra.append(torch.where(e_keep[:, None], token, self.mask_token.to(token.dtype)))
-        return torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)
+            extra.append(torch.where(e_keep[:, None], token, mask_token.to(token.dtype)))
+            extra_keep.append(e_keep)
+        tokens = torch.cat([tokens, torch.stack(extra, dim=1).to(tokens.dtype)], dim=1)
+        return tokens, torch.cat([keep, torch.stack(extra_keep, dim=1)], dim=1)
 
     def trunk(self, tokens: Tensor) -> Tensor:
-        """Transformer blocks and mean pooling: (B, T, d) -> (B, d)."""
+        """Transformer blocks and mean pooling over the full sequence: (B, T, d) -> (B, d)."""
         for block in self.blocks:
             tokens = block(tokens)
         return tokens.mean(dim=1)
+
+    def collapsed_trunk(self, tokens: Tensor, visible: Tensor) -> Tensor:
+        """Same output as :meth:`trunk` without dropout, on visible tokens plus one mask token.
+
+        Rows are padded to the largest visible count in the batch; padding gets attention logit
+        -inf and pooling weight 0, the single mask token ``log m`` and ``m`` (m = masked count).
+        Exact in eval mode, up to float rounding.
+        """
+        b, t, d = tokens.shape
+        n_visible = visible.sum(dim=1)
+        k = int(n_visible.max())
+        # visible tokens first, in their original order, then cut to the longest row
+        order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)[:, :k]
+        tokens = torch.gather(tokens, 1, order[..., None].expand(-1, -1, d))
+        slot = torch.arange(k, device=tokens.device) < n_visible[:, None]  # (B, k) real, not padding
+        n_masked = (t - n_visible).to(torch.float32)
+        weight = torch.cat([slot.to(torch.float32), n_masked[:, None]], dim=1)  # (B, k + 1)
+        tokens = torch.cat([tokens, self.mask_token.to(tokens.dtype).expand(b, 1, d)], dim=1)
+        # log 0 = -inf removes padding (and the mask token when nothing is masked) from attention
+        bias = torch.log(weight)[:, None, None, :]
+        for block in self.blocks:
+            tokens = block(tokens, bias)
+        return (tokens * weight[..., None].to(tokens.dtype)).sum(dim=1) / t
+
+    def encode(
+        self,
+        x: Tensor,
+        keep: Tensor | None = None,
+        embeddings: Sequence[Tensor] | None = None,
+        embedding_keep: Sequence[Tensor] | None = None,
+        *,
+        collapse: bool | None = None,
+    ) -> Tensor:
+        """Pooled features (B, d_token) before the head.
+
+        ``collapse`` (default: in eval mode) runs :meth:`collapsed_trunk`; it is always exact
+        without dropout, so it is skipped in training mode unless asked for.
+        """
+        tokens, visible = self.tokenize(x, keep, embeddings, embedding_keep)
+        if collapse is None:
+            collapse = not self.training
+        if collapse and not bool(visible.all()):
+            return self.collapsed_trunk(tokens, visible)
+        return self.trunk(tokens)
 
     def head_logits(self, pooled: Tensor, species: Tensor | None = None) -> Tensor:
         """Head on pooled features (B, d) -> (B, S), or only the species indexed by ``species``."""
@@ -201,9 +258,12 @@ class MaskSDM(nn.Module):
         embeddings: Sequence[Tensor] | None = None,
         embedding_keep: Sequence[Tensor] | None = None,
         species: Tensor | None = None,
+        *,
+        collapse: bool | None = None,
     ) -> Tensor:
-        tokens = self.tokenize(x, keep, embeddings, embedding_keep)
-        return self.head_logits(self.trunk(tokens), species)
+        """Logits (B, S), or (B, len(species)) for the species indexed by ``species``."""
+        pooled = self.encode(x, keep, embeddings, embedding_keep, collapse=collapse)
+        return self.head_logits(pooled, species)
 
 
 def count_parameters(module: nn.Module) -> int:

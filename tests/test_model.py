@@ -1,5 +1,6 @@
 """The MaskSDM network: paper-exact sizes, masking semantics, species restriction."""
 
+import pytest
 import torch
 
 from masksdm.model import MaskSDM, count_parameters
@@ -75,3 +76,65 @@ def test_rejects_bad_sizes():
         MaskSDM(n_predictors=3, n_species=2, d_token=10, n_heads=3)
     with pytest.raises(ValueError, match="positive"):
         MaskSDM(n_predictors=0, n_species=2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_collapsed_mask_tokens_match_the_full_sequence(seed):
+    torch.manual_seed(seed)
+    model = MaskSDM(n_predictors=23, n_species=7, d_embeddings=(5, 3), d_token=16, n_blocks=3, n_heads=4).eval()
+    n = 64
+    x = torch.randn(n, 23) * 2
+    x[torch.rand(n, 23) < 0.15] = float("nan")
+    keep = torch.rand(n, 23) < torch.rand(n, 1)  # every masking rate from 0 to 1
+    keep[0], keep[1] = True, False  # a row with nothing masked by keep, one with everything masked
+    x[0] = torch.randn(23)  # and no NaN: the first row has no masked token at all
+    e = [torch.randn(n, 5), torch.randn(n, 3)]
+    e_keep = [torch.rand(n) < 0.5, torch.ones(n, dtype=torch.bool)]
+    e_keep[0][0] = True
+    with torch.no_grad():
+        full = model(x, keep, e, e_keep, collapse=False)
+        collapsed = model(x, keep, e, e_keep, collapse=True)
+        default = model(x, keep, e, e_keep)
+    torch.testing.assert_close(collapsed, full, atol=1e-5, rtol=1e-5)
+    assert torch.equal(default, collapsed)  # eval mode collapses by default
+    # one shared keep pattern (the Shapley case): no padding at all
+    shared = torch.rand(23) < 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x.nan_to_num(), shared.expand(n, -1), collapse=True),
+            model(x.nan_to_num(), shared.expand(n, -1), collapse=False),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+def test_collapsed_mask_tokens_shorten_the_sequence():
+    model = small().eval()
+    seen = []
+    model.blocks[0].register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    x = torch.randn(4, 5)
+    keep = torch.tensor([True, False, True, False, False])
+    with torch.no_grad():
+        model(x, keep.expand(4, -1))
+        model(x, torch.ones(4, 5, dtype=torch.bool))
+    assert seen == [3, 5]  # 2 visible + 1 collapsed mask token; nothing masked: the full sequence
+
+
+def test_collapsed_mask_tokens_in_bf16():
+    torch.manual_seed(0)
+    model = MaskSDM(n_predictors=30, n_species=4, d_token=32, n_blocks=2, n_heads=4).eval()
+    x = torch.randn(32, 30)
+    keep = torch.rand(32, 30) < 0.3
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = model(x, keep, collapse=False).float()
+        collapsed = model(x, keep, collapse=True).float()
+    assert (collapsed - full).abs().max() < 0.1
+
+
+def test_training_mode_keeps_the_full_sequence():
+    model = small()
+    seen = []
+    model.blocks[0].register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    model.train()
+    model(torch.randn(2, 5), torch.zeros(2, 5, dtype=torch.bool))
+    assert seen == [5]

@@ -8,6 +8,7 @@ weights file. Loading checks all of it and says precisely what does not match.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from masksdm import __version__
 from masksdm._io import atomic_path, write_json
 from masksdm.config import RunConfig
-from masksdm.errors import CheckpointError
+from masksdm.errors import CheckpointError, DataError
 from masksdm.model import MaskSDM
 from masksdm.predictors import Predictor
 from masksdm.workspace import normalise
@@ -70,6 +71,20 @@ class ModelCard:
     @property
     def predictor_names(self) -> list[str]:
         return [p.name for p in self.predictors]
+
+    def species_indices(self, names: str | Sequence[str]) -> np.ndarray:
+        """Output indices of species ``names``; an unknown name is an error that suggests close ones."""
+        names = [names] if isinstance(names, str) else list(names)
+        index = {s: i for i, s in enumerate(self.species)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            hints = {n: difflib.get_close_matches(n, self.species, n=3, cutoff=0.5) for n in unknown}
+            said = "; ".join(f"{n!r}" + (f" (did you mean {', '.join(map(repr, h))}?)" if h else "") for n, h in hints.items())
+            raise DataError(
+                f"species not in the model: {said}. The model predicts {len(self.species)} species; "
+                "list them with `masksdm info --checkpoint RUN_DIR`"
+            )
+        return np.array([index[n] for n in names], dtype=np.int64)
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """Normalise raw predictor values (N, P) in this model's predictor order."""

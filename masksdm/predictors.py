@@ -26,6 +26,7 @@ Global Ecol. Biogeogr. 30:1740-1764).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -36,6 +37,7 @@ from masksdm.errors import DataError
 __all__ = [
     "GROUPS",
     "Predictor",
+    "catalogue_entry",
     "default_predictors",
     "group_of",
     "predictor_groups",
@@ -160,8 +162,10 @@ def resolve_subset(names: Iterable[str] | None, predictors: Sequence[Predictor])
         elif name in groups:
             chosen.update(index[n] for n in groups[name])
         else:
+            close = difflib.get_close_matches(name, [*groups, *index], n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
             raise DataError(
-                f"unknown predictor or group {name!r}: choose among groups {sorted(groups)} "
+                f"unknown predictor or group {name!r}{hint}: choose among groups {sorted(groups)} "
                 f"or predictors such as {list(index)[:5]}"
             )
     return sorted(chosen)

@@ -1,0 +1,148 @@
+"""Shapley maps: for one species, where each predictor group raises or lowers its predicted presence.
+
+For every cell of a raster stack's grid the local Shapley values of the players (by default the
+predictor groups a map can have: climate, soil, topography, location, human footprint) are
+computed by masking (:mod:`masksdm.shapley`) and written as a GeoTIFF on that grid with one band
+per player, plus the base value (no predictor visible) first and the prediction (every player
+visible) last, so that ``base_value + sum(players) = prediction`` in every cell.
+
+Plot-level predictors (the Metadata group: releve area, cover, vegetation height) have no raster;
+they stay masked on maps, as in the MaskSDM paper's local Shapley maps. Cells where every raster
+predictor is missing (sea, outside the rasters) are NaN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from masksdm._io import check_writable
+from masksdm.checkpoint import ModelCard
+from masksdm.errors import ConfigError, RasterError
+from masksdm.grid import COMPUTED_PREDICTORS, GeoTIFFWriter, RasterStack
+from masksdm.model import MaskSDM
+from masksdm.predictors import Predictor, catalogue_entry
+from masksdm.rasters import Sources
+from masksdm.shapley import LocalGame, Players, estimate_shapley, resolve_players
+from masksdm.shapley_core import ShapleyResult
+
+__all__ = ["map_players", "shapley_map"]
+
+
+def _mappable(card: ModelCard, stack: RasterStack) -> np.ndarray:
+    """(P,) predictors a map can have: those in the stack, the computed coordinates, and those
+    the catalogue (or, for names it lacks, the model card) knows as rasters."""
+    def mappable(p: Predictor) -> bool:
+        if p.name in stack.names or p.name in COMPUTED_PREDICTORS:
+            return True
+        entry = catalogue_entry(p.name)
+        return (entry or p).source == "raster"
+
+    return np.array([mappable(p) for p in card.predictors])
+
+
+def map_players(card: ModelCard, stack: RasterStack, players: Players | None = None) -> dict[str, np.ndarray]:
+    """Players of a Shapley map and their predictor masks, checked against the raster stack.
+
+    Default: every predictor group with a mappable predictor. A player with no mappable predictor
+    (e.g. Metadata) and a raster the stack lacks are errors that name them.
+    """
+    mappable = _mappable(card, stack)
+    if players is None:
+        groups = [g for g, m in resolve_players("groups", card.predictors).items() if (m & mappable).any()]
+        players = groups
+    masks = resolve_players(players, card.predictors)
+    for name, mask in masks.items():
+        if not (mask & mappable).any():
+            raise ConfigError(
+                f"player {name!r} has no raster: its predictors are plot-level fields, masked on maps; "
+                "leave it out of --players"
+            )
+    needed = np.stack(list(masks.values())).any(axis=0) & mappable
+    available = set(stack.names) | set(COMPUTED_PREDICTORS)
+    missing = [p.name for p, n in zip(card.predictors, needed, strict=True) if n and p.name not in available]
+    if missing:
+        raise RasterError(
+            f"the raster stack lacks {len(missing)} predictor(s) the model needs for players "
+            f"{list(masks)}: {missing}. Add '<name>.tif' rasters for them, or choose fewer players "
+            "(--players)"
+        )
+    return masks
+
+
+def shapley_map(
+    model: MaskSDM,
+    card: ModelCard,
+    rasters: Sources | RasterStack,
+    species: str,
+    out: str | Path,
+    *,
+    players: Players | None = None,
+    like: str | Path | None = None,
+    scale: str = "probability",
+    method: str = "exact",
+    block_rows: int = 256,
+    batch_size: int = 4096,
+    precision: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a Shapley map of ``species`` on the grid of the raster stack.
+
+    Args:
+        model, card: from :func:`masksdm.checkpoint.load_checkpoint`.
+        rasters: raster folder(s)/files or an open :class:`~masksdm.grid.RasterStack`.
+        species: one species of the model.
+        out: output GeoTIFF; bands ``base_value``, one per player, ``prediction``.
+        players: see :func:`map_players`.
+        like: template raster of the output grid (default: ``bio_1``, else the first raster).
+        scale: ``"probability"`` or ``"logit"``.
+        method: ``"exact"`` (default), or ``"permutation"``/``"kernel"`` for many players.
+        block_rows: grid rows read and written at a time.
+
+    Returns:
+        The path written.
+    """
+    check_writable(out, force=force)
+    species_index = card.species_indices(species)
+    stack = rasters if isinstance(rasters, RasterStack) else RasterStack(rasters, like=like)
+    try:
+        masks = map_players(card, stack, players)
+        player_masks = np.stack(list(masks.values()))
+        readable = [p.name for p in card.predictors if p.name in stack.names or p.name in COMPUTED_PREDICTORS]
+        columns = [card.predictor_names.index(n) for n in readable]
+        from_rasters = [j for j, n in enumerate(readable) if n not in COMPUTED_PREDICTORS]
+        names = ["base_value", *masks, "prediction"]
+        n_cells = stack.width * stack.height
+        with GeoTIFFWriter(out, stack, descriptions=names, force=force) as writer, tqdm(
+            total=n_cells, unit="cell", desc=f"Shapley map {species}", disable=not progress
+        ) as bar:
+            for window in stack.windows(block_rows):
+                values = stack.read(readable, window)
+                raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
+                raw[:, columns] = values
+                land = ~np.isnan(values[:, from_rasters]).all(axis=1) if from_rasters else np.ones(len(values), bool)
+                bands = np.full((len(names), len(values)), np.nan, dtype=np.float32)
+                if land.any():
+                    game = LocalGame(model, card.features(raw[land]), player_masks, species_index,
+                                     scale=scale, batch_size=batch_size, precision=precision)
+                    result = estimate_shapley(game, list(masks), method=method)
+                    bands[:, land] = _bands(result)
+                writer.write(window, bands.reshape(len(names), int(window.height), int(window.width)))
+                bar.update(len(values))
+    finally:
+        if not isinstance(rasters, RasterStack):
+            stack.close()
+    return Path(out)
+
+
+def _bands(result: ShapleyResult) -> np.ndarray:
+    """(k + 2, n) rows: base value, one per player, prediction (one species)."""
+    return np.concatenate([
+        np.asarray(result.base_value)[:, 0][None],
+        np.asarray(result.values)[:, 0, :].T,
+        np.asarray(result.full_value)[:, 0][None],
+    ])
+

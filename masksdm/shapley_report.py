@@ -1,0 +1,154 @@
+"""Tables and bar plots of Shapley values, for people who would rather look than read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from masksdm._io import atomic_path
+from masksdm.shapley_core import ShapleyResult
+
+__all__ = ["global_table", "local_table", "plot_global", "plot_local", "plot_map"]
+
+
+def _std_errors(result: ShapleyResult) -> np.ndarray:
+    return np.full_like(result.values, np.nan) if result.std_errors is None else result.std_errors
+
+
+def global_table(result: ShapleyResult, species: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per player (and per species when ``result`` is per species).
+
+    Columns: [``species``], ``player``, ``value``, ``std_error`` (NaN when exact), ``base_value``
+    (v of the empty coalition), ``full_value`` (v with every player), ``method``.
+    """
+    values, se = np.atleast_2d(result.values), np.atleast_2d(_std_errors(result))
+    k = len(result.players)
+    frame = pd.DataFrame({
+        "player": np.tile(result.players, len(values)),
+        "value": values.ravel(),
+        "std_error": se.ravel(),
+        "base_value": np.repeat(np.atleast_1d(result.base_value), k),
+        "full_value": np.repeat(np.atleast_1d(result.full_value), k),
+        "method": result.method,
+    })
+    if species is not None:
+        frame.insert(0, "species", np.repeat(list(species), k))
+    return frame
+
+
+def local_table(result: ShapleyResult, sites: Sequence, species: Sequence[str]) -> pd.DataFrame:
+    """Long table of local values (N, n_species, k): one row per site, species and player.
+
+    Columns: ``site``, ``species``, ``player``, ``value``, ``std_error``, ``base_value`` and
+    ``prediction`` (the value with every player; base + sum of values).
+    """
+    n, n_species, k = result.values.shape
+    return pd.DataFrame({
+        "site": np.repeat(np.asarray(sites), n_species * k),
+        "species": np.tile(np.repeat(list(species), k), n),
+        "player": np.tile(result.players, n * n_species),
+        "value": result.values.ravel(),
+        "std_error": _std_errors(result).ravel(),
+        "base_value": np.repeat(result.base_value.ravel(), k),
+        "prediction": np.repeat(result.full_value.ravel(), k),
+    })
+
+
+def _save(fig, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+    return Path(path)
+
+
+def plot_global(result: ShapleyResult, path: str | Path, *, title: str = "", unit: str = "") -> Path:
+    """Horizontal bars of global values (k,), largest on top, with 2-SE error bars when sampled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(result.values, dtype=float)
+    order = np.argsort(values)
+    se = None if result.std_errors is None else 2 * np.asarray(result.std_errors)[order]
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(values) + 1.6))
+    colours = np.where(values[order] >= 0, "#2b8cbe", "#e34a33")
+    ax.barh(np.array(result.players)[order], values[order], xerr=se, color=colours, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"Shapley value{f' ({unit})' if unit else ''}")
+    base, full = float(np.asarray(result.base_value)), float(np.asarray(result.full_value))
+    ax.set_title(
+        f"{title}\nno predictor: {base:.3g}, all: {full:.3g} ({result.method}"
+        f"{', error bars 2 SE' if se is not None else ''})",
+        fontsize=10,
+    )
+    ax.grid(axis="x", alpha=0.3)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_local(result: ShapleyResult, path: str | Path, *, species: str, unit: str = "") -> Path:
+    """Two panels for local values of one species: the spread over sites per player (box plot),
+    and the mean absolute value per player (bar plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(result.values)[:, 0, :] if np.ndim(result.values) == 3 else np.asarray(result.values)
+    strength = np.abs(values).mean(axis=0)
+    order = np.argsort(strength)
+    names = np.array(result.players)[order]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.8), sharey=True)
+    left.boxplot(values[:, order], orientation="horizontal", tick_labels=names, showfliers=False)
+    left.axvline(0, color="black", linewidth=0.8)
+    left.set_xlabel(f"Shapley value per site{f' ({unit})' if unit else ''}")
+    right.barh(names, strength[order], color="#2b8cbe")
+    right.set_xlabel("mean |Shapley value|")
+    fig.suptitle(f"{species}: what drives the prediction at {len(values)} sites", fontsize=11)
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_map(tif: str | Path, path: str | Path, *, max_pixels: int = 600) -> Path:
+    """Quick-look PNG of a Shapley map: prediction and base value, then one diverging panel per
+    player (blue raises the prediction, red lowers it), all players on one colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    with rasterio.open(tif) as src:
+        scale = max(1.0, max(src.height, src.width) / max_pixels)
+        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        bands = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.nearest).astype(float)
+        names = list(src.descriptions)
+        extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
+    players = bands[1:-1]
+    limit = float(np.nanpercentile(np.abs(players), 99)) if np.isfinite(players).any() else 1.0
+    order = [len(names) - 1, 0, *range(1, len(names) - 1)]
+    n_cols = min(4, len(order))
+    n_rows = -(-len(order) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.0 * n_rows), squeeze=False)
+    for ax, i in zip(axes.ravel(), order, strict=False):
+        player = 0 < i < len(names) - 1
+        image = ax.imshow(
+            bands[i], extent=extent, cmap="RdBu" if player else "viridis",
+            vmin=-limit if player else None, vmax=limit if player else None, interpolation="nearest",
+        )
+        ax.set_title(names[i] or f"band {i + 1}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    for ax in axes.ravel()[len(order):]:
+        ax.axis("off")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out

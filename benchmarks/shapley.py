@@ -36,7 +36,6 @@ import time
 import numpy as np
 import torch
 
-from masksdm.inference import autocast
 from masksdm.metrics import roc_auc
 from masksdm.model import MaskSDM, count_parameters
 from masksdm.predictors import default_predictors, predictor_groups
@@ -116,10 +115,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 14,189 plots and 65,117 cells")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="ours: auto = bf16 on CUDA, fp32 on CPU (the plain way is always fp32)")
-    parser.add_argument("--batch-size", type=int, help="ours: rows per pass (default 16384 on CUDA, 4096 on CPU)")
+    parser.add_argument("--batch-size", type=int, help="ours: rows per pass (default 16384 on CUDA, 512 on CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    batch = args.batch_size or (16_384 if device.type == "cuda" else 4096)
+    batch = args.batch_size or (16_384 if device.type == "cuda" else 512)
     torch.manual_seed(0)
     model = MaskSDM(n_predictors=61, n_species=N_SPECIES, d_embeddings=(D_EMBEDDING,)).to(device).eval()
     n_test, n_cells = max(2, round(N_TEST * args.scale)), max(2, round(N_CELLS * args.scale))

@@ -82,7 +82,7 @@ class ModelCard:
             said = "; ".join(f"{n!r}" + (f" (did you mean {', '.join(map(repr, h))}?)" if h else "") for n, h in hints.items())
             raise DataError(
                 f"species not in the model: {said}. The model predicts {len(self.species)} species; "
-                "list them with `masksdm info --checkpoint RUN_DIR`"
+                "list them with `masksdm info --checkpoint RUN_DIR --list-species`"
             )
         return np.array([index[n] for n in names], dtype=np.int64)
 

@@ -84,6 +84,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nMaskSDM on the virtual world, test split (mean over species; Bayes_AUC: the truth's own AUC,")
     print("estimated as E[p | group] by k-NN for single groups):\n")
     _print_table(table)
+    sh = result.shapley
+    print(f"\nExact Shapley values of the predictor groups vs the true drivers (chance {sh['chance']:.0%}):")
+    print(f"  global (test AUC per species): top group is the strongest driver for {sh['global_top_is_strongest']:.0%} "
+          f"of species, one of its drivers for {sh['global_top_is_a_driver']:.0%}")
+    print(f"  local (probability per plot):  top |value| is the strongest driver for {sh['local_top_is_strongest']:.0%} "
+          f"of plot x species, one of its drivers for {sh['local_top_is_a_driver']:.0%}")
     print(f"\nworld (sPlotOpen files, rasters, truth): {result.root / 'world'}")
     print(f"workspace:                               {result.workspace}")
     print(f"model:                                   {result.run_dir}")
@@ -353,6 +359,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if m:
             print(f"  best epoch {m.get('best_epoch')}, validation mean AUC {m.get('val_mean_auc', float('nan')):.4f}, "
                   f"complete: {m.get('complete')}")
+        shown = card.species if args.list_species else card.species[:5]
+        more = "" if len(shown) == len(card.species) else f", ... ({len(card.species)} in all; --list-species)"
+        print(f"  species: {', '.join(shown)}{more}")
     if not args.workspace and not run_dir:
         raise MaskSDMError("give --workspace DIR and/or --checkpoint RUN_DIR")
     return 0
@@ -491,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=Path)
     p.add_argument("--run", default="main")
     p.add_argument("--checkpoint", type=Path, help="a run folder (model.json + model.safetensors)")
+    p.add_argument("--list-species", action="store_true", help="print every species the model predicts")
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -68,10 +68,9 @@ def predict_logits_tensor(
         with autocast(device, precision):
             for start in range(0, x_t.shape[0], batch_size):
                 xb = x_t[start : start + batch_size].to(device, non_blocking=True)
-                kb = None
+                kb = None  # a (P,) subset stays 1-D: the model then tokenises only those predictors
                 if keep_t is not None:
                     kb = keep_t.to(device) if keep_t.ndim == 1 else keep_t[start : start + batch_size].to(device)
-                    kb = kb.expand_as(xb)
                 out[start : start + len(xb)] = model(xb, kb, species=species_t).float()
     finally:
         model.train(was_training)

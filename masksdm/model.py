@@ -56,10 +56,16 @@ class PeriodicTokenizer(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor) -> Tensor:
-        angles = 2 * math.pi * self.frequencies * x[..., None]  # (B, P, F)
+    def forward(self, x: Tensor, columns: Tensor | None = None) -> Tensor:
+        """Tokens of ``x`` (B, P), or of the predictors ``columns`` only when ``x`` is (B, len(columns))."""
+        frequencies: Tensor = self.frequencies
+        weight: Tensor = self.weight
+        bias: Tensor = self.bias
+        if columns is not None:
+            frequencies, weight, bias = frequencies[columns], weight[columns], bias[columns]
+        angles = 2 * math.pi * frequencies * x[..., None]  # (B, P, F)
         periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # (B, P, 2F)
-        tokens = torch.einsum("bpf,pfd->bpd", periodic, self.weight) + self.bias
+        tokens = torch.einsum("bpf,pfd->bpd", periodic, weight) + bias
         return F.relu(tokens)
 
 
@@ -168,12 +174,18 @@ class MaskSDM(nn.Module):
         keep: Tensor | None = None,
         embeddings: Sequence[Tensor] | None = None,
         embedding_keep: Sequence[Tensor] | None = None,
+        *,
+        columns: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Tokens (B, T, d_token) with masked and NaN entries set to the mask token, and the
-        visibility (B, T) bool of each token (False = mask token)."""
+        visibility (B, T) bool of each token (False = mask token).
+
+        With ``columns``, only those predictors are tokenised (``x`` is then (B, len(columns)));
+        the embedding tokens follow them, so T = len(columns) + number of embedding sources.
+        """
         valid = ~torch.isnan(x)
         keep = valid if keep is None else keep & valid
-        tokens = self.tokenizer(torch.nan_to_num(x, nan=0.0))
+        tokens = self.tokenizer(torch.nan_to_num(x, nan=0.0), columns)
         mask_token = self.mask_token.to(tokens.dtype)
         tokens = torch.where(keep[..., None], tokens, mask_token)
         if not self.d_embeddings:
@@ -192,7 +204,7 @@ class MaskSDM(nn.Module):
             extra.append(torch.where(e_keep[:, None], token, mask_token.to(token.dtype)))
             extra_keep.append(e_keep)
         tokens = torch.cat([tokens, torch.stack(extra, dim=1).to(tokens.dtype)], dim=1)
-        return tokens, torch.cat([keep, torch.stack(extra_keep, dim=1)], dim=1)
+        return tokens, torch.cat([keep.expand(b, -1), torch.stack(extra_keep, dim=1)], dim=1)
 
     def trunk(self, tokens: Tensor) -> Tensor:
         """Transformer blocks and mean pooling over the full sequence: (B, T, d) -> (B, d)."""
@@ -200,22 +212,30 @@ class MaskSDM(nn.Module):
             tokens = block(tokens)
         return tokens.mean(dim=1)
 
-    def collapsed_trunk(self, tokens: Tensor, visible: Tensor) -> Tensor:
+    def collapsed_trunk(self, tokens: Tensor, visible: Tensor, *, n_tokens: int | None = None) -> Tensor:
         """Same output as :meth:`trunk` without dropout, on visible tokens plus one mask token.
 
-        Rows are padded to the largest visible count in the batch; padding gets attention logit
-        -inf and pooling weight 0, the single mask token ``log m`` and ``m`` (m = masked count).
-        Exact in eval mode, up to float rounding.
+        ``tokens`` (B, K, d) and ``visible`` (B, K) hold some or all of the sequence's ``n_tokens``
+        tokens (default K); every token not visible here counts as masked. Rows are padded to the
+        largest visible count in the batch; padding gets attention logit -inf and pooling weight
+        0, the single mask token ``log m`` and ``m`` (m = masked count). Exact in eval mode, up
+        to float rounding.
         """
-        b, t, d = tokens.shape
-        n_visible = visible.sum(dim=1)
-        k = int(n_visible.max())
-        # visible tokens first, in their original order, then cut to the longest row
-        order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)[:, :k]
-        tokens = torch.gather(tokens, 1, order[..., None].expand(-1, -1, d))
-        slot = torch.arange(k, device=tokens.device) < n_visible[:, None]  # (B, k) real, not padding
-        n_masked = (t - n_visible).to(torch.float32)
-        weight = torch.cat([slot.to(torch.float32), n_masked[:, None]], dim=1)  # (B, k + 1)
+        b, width, d = tokens.shape
+        t = width if n_tokens is None else n_tokens
+        if bool(visible.all()):  # e.g. one predictor subset for every row: no padding
+            k = width
+            weight = torch.ones(1, k + 1, device=tokens.device)
+            weight[0, k] = t - k
+        else:
+            n_visible = visible.sum(dim=1)
+            k = int(n_visible.max())
+            # visible tokens first, in their original order, then cut to the longest row
+            order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)[:, :k]
+            tokens = torch.gather(tokens, 1, order[..., None].expand(-1, -1, d))
+            slot = torch.arange(k, device=tokens.device) < n_visible[:, None]  # (B, k) real, not padding
+            n_masked = (t - n_visible).to(torch.float32)
+            weight = torch.cat([slot.to(torch.float32), n_masked[:, None]], dim=1)  # (B, k + 1)
         tokens = torch.cat([tokens, self.mask_token.to(tokens.dtype).expand(b, 1, d)], dim=1)
         # log 0 = -inf removes padding (and the mask token when nothing is masked) from attention
         bias = torch.log(weight)[:, None, None, :]
@@ -234,12 +254,18 @@ class MaskSDM(nn.Module):
     ) -> Tensor:
         """Pooled features (B, d_token) before the head.
 
-        ``collapse`` (default: in eval mode) runs :meth:`collapsed_trunk`; it is always exact
-        without dropout, so it is skipped in training mode unless asked for.
+        ``keep`` is (B, P), or (P,) for one predictor subset shared by every row. ``collapse``
+        (default: in eval mode) runs :meth:`collapsed_trunk`; it is exact without dropout, so it
+        is skipped in training mode unless asked for. With a shared subset only its predictors
+        are tokenised.
         """
-        tokens, visible = self.tokenize(x, keep, embeddings, embedding_keep)
         if collapse is None:
             collapse = not self.training
+        if collapse and keep is not None and keep.ndim == 1:
+            columns = torch.nonzero(keep).squeeze(1)
+            tokens, visible = self.tokenize(x[:, columns], None, embeddings, embedding_keep, columns=columns)
+            return self.collapsed_trunk(tokens, visible, n_tokens=self.n_tokens)
+        tokens, visible = self.tokenize(x, keep, embeddings, embedding_keep)
         if collapse and not bool(visible.all()):
             return self.collapsed_trunk(tokens, visible)
         return self.trunk(tokens)

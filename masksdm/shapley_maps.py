@@ -84,7 +84,7 @@ def shapley_map(
     scale: str = "probability",
     method: str = "exact",
     block_rows: int = 256,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
     precision: str = "auto",
     force: bool = False,
     progress: bool = True,

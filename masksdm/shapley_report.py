@@ -136,7 +136,8 @@ def plot_map(tif: str | Path, path: str | Path, *, max_pixels: int = 600) -> Pat
     order = [len(names) - 1, 0, *range(1, len(names) - 1)]
     n_cols = min(4, len(order))
     n_rows = -(-len(order) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.0 * n_rows), squeeze=False)
+    aspect = bands.shape[1] / bands.shape[2]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, (3.2 * aspect + 0.6) * n_rows), squeeze=False)
     for ax, i in zip(axes.ravel(), order, strict=False):
         player = 0 < i < len(names) - 1
         image = ax.imshow(

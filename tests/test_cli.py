@@ -16,7 +16,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "simulate", "prepare", "train", "evaluate", "compare", "info"):
+    for command in ("demo", "simulate", "prepare", "train", "evaluate", "compare", "shapley", "info"):
         assert command in out
 
 
@@ -87,5 +87,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert bayes["all"] > 0.7 and (bayes <= bayes["all"] + 0.02).all()  # nothing beats the truth itself
     assert table["mean_auc"].between(0.3, 1).all()
     assert (out / "workspace" / "models" / "main" / "model.safetensors").exists()
+    assert "top group is the strongest driver" in printed
+    truth = pd.read_csv(out / "workspace" / "reports" / "demo_shapley_truth.csv")
+    assert len(truth) > 0 and set(truth["top_group"]) <= set(table["subset"])
     assert main(["demo", "--out", str(out), "--quiet"]) == 2  # never silently overwritten
     assert "--force" in capsys.readouterr().err

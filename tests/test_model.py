@@ -138,3 +138,21 @@ def test_training_mode_keeps_the_full_sequence():
     model.train()
     model(torch.randn(2, 5), torch.zeros(2, 5, dtype=torch.bool))
     assert seen == [5]
+
+
+@pytest.mark.parametrize("visible", [[0, 3, 7], [], list(range(23))])
+def test_shared_subset_tokenises_only_its_predictors_and_matches(visible):
+    torch.manual_seed(0)
+    model = MaskSDM(n_predictors=23, n_species=6, d_embeddings=(4,), d_token=16, n_blocks=2, n_heads=4).eval()
+    x = torch.randn(40, 23)
+    x[torch.rand(40, 23) < 0.2] = float("nan")  # NaN inside the subset still means masked
+    e, e_keep = [torch.randn(40, 4)], [torch.rand(40) < 0.5]
+    keep = torch.zeros(23, dtype=torch.bool)
+    keep[visible] = True
+    seen = []
+    model.tokenizer.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    with torch.no_grad():
+        shared = model(x, keep, e, e_keep)
+        full = model(x, keep.expand(40, -1), e, e_keep, collapse=False)
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
+    assert seen[0] == len(visible)  # the other predictors were never tokenised

@@ -323,7 +323,9 @@ def cmd_shapley_map(args: argparse.Namespace) -> int:
     check_writable(args.out, force=args.force)
     model, card = _load_model(args)
     path = shapley_map(model, card, args.rasters, args.species, args.out, players=_players(args), like=args.like,
-                       scale=args.scale, method=args.method, block_rows=args.block_rows, precision=args.precision,
+                       scale=args.scale, method=args.method, target_se=args.target_se,
+                       max_evaluations=args.max_evaluations, seed=args.seed, block_rows=args.block_rows,
+                       precision=args.precision,
                        force=args.force, progress=not args.quiet)
     plot_map(path, png)
     print(f"written: {path} (bands: base_value, one per player, prediction) and {png}")

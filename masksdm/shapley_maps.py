@@ -83,6 +83,9 @@ def shapley_map(
     like: str | Path | None = None,
     scale: str = "probability",
     method: str = "exact",
+    target_se: float | None = None,
+    max_evaluations: int | None = None,
+    seed: int = 0,
     block_rows: int = 256,
     batch_size: int | None = None,
     precision: str = "auto",
@@ -99,7 +102,8 @@ def shapley_map(
         players: see :func:`map_players`.
         like: template raster of the output grid (default: ``bio_1``, else the first raster).
         scale: ``"probability"`` or ``"logit"``.
-        method: ``"exact"`` (default), or ``"permutation"``/``"kernel"`` for many players.
+        method: ``"exact"`` (default), or ``"permutation"``/``"kernel"`` for many players, with
+            ``target_se``, ``max_evaluations`` and ``seed`` (per block of cells).
         block_rows: grid rows read and written at a time.
 
     Returns:
@@ -128,7 +132,8 @@ def shapley_map(
                 if land.any():
                     game = LocalGame(model, card.features(raw[land]), player_masks, species_index,
                                      scale=scale, batch_size=batch_size, precision=precision)
-                    result = estimate_shapley(game, list(masks), method=method)
+                    result = estimate_shapley(game, list(masks), method=method, target_se=target_se,
+                                              max_evaluations=max_evaluations, seed=seed)
                     bands[:, land] = _bands(result)
                 writer.write(window, bands.reshape(len(names), int(window.height), int(window.width)))
                 bar.update(len(values))

@@ -66,6 +66,14 @@ def test_map_bands_add_up_to_the_model_prediction(tiny, rasters, tmp_path):
         p = torch.sigmoid(model(torch.as_tensor(card.features(raw)), collapse=False)[:, 1]).numpy()
     np.testing.assert_allclose(bands[4, rows, cols], p, atol=1e-5)
 
+    # sampled estimates keep the additivity; with 3 players they are close to exact
+    sampled = shapley_map(model, card, rasters, "Species 01", tmp_path / "sampled.tif", method="permutation",
+                          max_evaluations=60, progress=False)
+    with rasterio.open(sampled) as src:
+        estimate = src.read().astype(np.float64)
+    np.testing.assert_allclose(estimate[0] + estimate[1:4].sum(0), estimate[4], atol=1e-5, equal_nan=True)
+    assert np.nanmax(np.abs(estimate - bands)) < 0.05
+
 
 def test_map_errors_name_the_problem_and_write_nothing(tiny, rasters, tmp_path):
     model, card = tiny

@@ -36,3 +36,30 @@ def test_auc_on_the_gpu_matches_the_cpu():
     labels = rng.random((300, 50)) < 0.2
     on_gpu = roc_auc(torch.from_numpy(scores).cuda(), torch.from_numpy(labels).cuda())
     np.testing.assert_allclose(on_gpu, roc_auc(scores, labels))
+
+
+def test_collapsed_mask_tokens_on_the_gpu_in_bf16():
+    from masksdm.model import MaskSDM
+
+    torch.manual_seed(0)
+    model = MaskSDM(n_predictors=61, n_species=50, d_embeddings=(16,), d_token=64, n_blocks=2, n_heads=4).cuda().eval()
+    x = torch.randn(512, 61, device="cuda")
+    keep = torch.rand(512, 61, device="cuda") < 0.4
+    with torch.no_grad():
+        full = model(x, keep, collapse=False)
+        torch.testing.assert_close(model(x, keep), full, atol=1e-4, rtol=1e-4)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            assert (model(x, keep).float() - full).abs().max() < 0.1
+
+
+def test_shapley_on_the_gpu_matches_the_cpu(tiny_run, tiny_workspace):
+    from masksdm.shapley import global_shapley, local_shapley
+
+    x, y = tiny_workspace.features("test"), tiny_workspace.labels("test")
+    cpu_model, card = load_checkpoint(tiny_run, device="cpu")
+    gpu_model, _ = load_checkpoint(tiny_run, device="cuda")
+    on_gpu, _ = global_shapley(gpu_model, card, x, y, precision="fp32")
+    np.testing.assert_allclose(on_gpu.values, global_shapley(cpu_model, card, x, y)[0].values, atol=0.05)
+    local = local_shapley(gpu_model, card, x, card.species[:3])  # bf16 by default on CUDA
+    assert local.efficiency_gap() < 1e-9
+    np.testing.assert_allclose(local.values, local_shapley(cpu_model, card, x, card.species[:3]).values, atol=0.03)

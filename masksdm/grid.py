@@ -181,6 +181,23 @@ class RasterStack:
     def __repr__(self) -> str:
         return f"RasterStack({len(self.names)} rasters on a {self.height}x{self.width} grid, {self.crs})"
 
+    @property
+    def off_grid(self) -> dict[str, str]:
+        """Rasters not on the template grid (read warped onto it): name -> their own grid."""
+        return {
+            name: f"{layer.src.crs}, {layer.src.width} x {layer.src.height} cells of "
+            f"{abs(layer.src.transform.a):.6g} x {abs(layer.src.transform.e):.6g}"
+            for name, layer in self._layers.items()
+            if layer.vrt is not None
+        }
+
+    def describe(self) -> str:
+        """The template grid in words."""
+        return (
+            f"{self.crs}, {self.width} x {self.height} cells of {abs(self.transform.a):.6g} x "
+            f"{abs(self.transform.e):.6g} (from '{self.template.name}')"
+        )
+
     def _on_grid(self, src: Any) -> bool:
         """Same CRS and the grid corners agree to 1/1000 pixel."""
         if (src.width, src.height) != (self.width, self.height) or src.crs != self.crs:

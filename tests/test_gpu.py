@@ -63,3 +63,26 @@ def test_shapley_on_the_gpu_matches_the_cpu(tiny_run, tiny_workspace):
     local = local_shapley(gpu_model, card, x, card.species[:3])  # bf16 by default on CUDA
     assert local.efficiency_gap() < 1e-9
     np.testing.assert_allclose(local.values, local_shapley(cpu_model, card, x, card.species[:3]).values, atol=0.03)
+
+
+def test_maps_on_the_gpu_match_the_cpu(tiny_run, tmp_path):
+    import rasterio
+    from affine import Affine
+
+    from masksdm.prediction import predict_maps
+
+    transform = Affine(0.25, 0.0, -5.0, 0.0, -0.25, 58.0)
+    folder = tmp_path / "rasters"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, values in {"bio_1": rng.normal(10, 4, (80, 120)), "PHIHOX": rng.normal(6, 1, (80, 120))}.items():
+        with rasterio.open(folder / f"{name}.tif", "w", driver="GTiff", height=80, width=120, count=1,
+                           dtype="float32", crs="EPSG:4326", transform=transform) as dst:
+            dst.write(values.astype("float32"), 1)
+    maps = {}
+    for device in ("cpu", "cuda"):
+        model, card = load_checkpoint(tiny_run, device=device)
+        predict_maps(model, card, folder, tmp_path / device, layout="multiband", precision="fp32", progress=False)
+        with rasterio.open(tmp_path / device / "probability.tif") as src:
+            maps[device] = src.read().astype(int)
+    assert np.abs(maps["cpu"] - maps["cuda"]).max() <= 1  # one quantisation step at most

@@ -1,0 +1,693 @@
+"""Range maps at any size: probability, binary and species-richness GeoTIFFs from a raster stack.
+
+The raster stack (:class:`masksdm.grid.RasterStack`) is read in full-width strips of cells; each
+strip is predicted in batches on the model's device (the masked predictors collapsed, only the
+species asked for through the head), quantised there, and written into tiled GeoTIFFs. Peak
+memory is therefore set by the strip, not the raster: about ``cells per strip x (4 bytes x
+predictors + bytes per output value x output bands)`` plus the model, and the strip height is
+chosen to keep that near ``memory_mb`` (default 256 MB). When every strip is done, each output is
+copied to a Cloud-Optimized GeoTIFF (GDAL's COG driver: tiled, deflate, internal overviews).
+
+Outputs, in ``out_dir``:
+
+* ``probability/<species>.tif`` (one file per species) or ``probability.tif`` (one band per
+  species, ``layout="multiband"``): presence probability, ``uint8`` (0-254, scale 1/254) by
+  default, ``uint16`` (0-65534, scale 1/65534) or ``float32``; the scale is in the band's
+  scale/offset, so rasterio (``masked=True`` and ``src.scales``), QGIS and rioxarray
+  (``mask_and_scale=True``) read probabilities in [0, 1]. Nodata (255, 65535 or NaN) where no
+  predictor raster has data.
+* ``binary/<species>.tif`` or ``binary.tif``: 1 where the (written) probability reaches the
+  species' threshold, else 0, 255 = nodata. The threshold rule and value are tags of the file.
+* ``richness.tif``: band 1 the expected number of species (sum of probabilities), band 2 (with a
+  threshold rule) the number of species predicted present; computed in the same pass, without
+  writing any per-species raster when only richness is asked for.
+
+Threshold rules: ``"max_tss"`` (the probability maximising the true skill statistic on the
+validation plots), ``"sensitivity:0.9"`` (the largest threshold keeping 90 % of validation
+presences), or a number. Data-driven rules are computed on the workspace's validation plots with
+the same predictor subset as the map (plot-level predictors such as releve area are missing on maps,
+so they are masked for the thresholds too).
+
+An interrupted run keeps its finished strips in ``out_dir/.partial/`` and ``resume=True`` goes on
+from there. With ``workers``/``scheduler`` the strips are predicted on a dask.distributed cluster
+(a LocalCluster by default) and written by this process; the output is the same bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import torch
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from masksdm import __version__
+from masksdm._io import atomic_path, write_json
+from masksdm.checkpoint import ModelCard, sha256_file
+from masksdm.errors import ConfigError, OutputExistsError, RasterError
+from masksdm.grid import COMPUTED_PREDICTORS, RasterStack
+from masksdm.inference import predict_logits_tensor
+from masksdm.metrics import max_tss
+from masksdm.model import MaskSDM
+from masksdm.predictors import catalogue_entry, subset_mask
+from masksdm.rasters import Sources
+
+__all__ = ["MapPlan", "OUTPUTS", "plan_maps", "predict_maps", "predict_window", "resolve_threshold"]
+
+log = logging.getLogger(__name__)
+
+#: What :func:`predict_maps` can write.
+OUTPUTS = ("probability", "binary", "richness")
+_DTYPES = {  # dtype: (largest valid code, nodata)
+    "uint8": (254, 255),
+    "uint16": (65_534, 65_535),
+    "float32": (None, float("nan")),
+}
+_PER_SPECIES_FILES_MAX = 1000
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """Everything a worker needs to predict one strip (picklable, no open files)."""
+
+    species: tuple[str, ...]
+    species_index: tuple[int, ...]
+    visible: tuple[bool, ...]  # (P,) predictors used
+    read_names: tuple[str, ...]  # predictors read from the stack (in card order)
+    read_columns: tuple[int, ...]  # their card positions
+    data_columns: tuple[int, ...]  # positions in read_names of rasters (not computed coordinates)
+    outputs: tuple[str, ...]
+    dtype: str
+    thresholds: tuple[float, ...] | None
+    threshold_rule: str | None
+
+    @property
+    def scale(self) -> float:
+        top = _DTYPES[self.dtype][0]
+        return 1.0 if top is None else 1.0 / top
+
+    @property
+    def nodata(self) -> float:
+        return _DTYPES[self.dtype][1]
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+def _mappable(card: ModelCard, stack: RasterStack) -> np.ndarray:
+    """(P,) predictors a map can have: in the stack, computed coordinates, or rasters by catalogue."""
+    out = []
+    for p in card.predictors:
+        entry = catalogue_entry(p.name)
+        out.append(p.name in stack.names or p.name in COMPUTED_PREDICTORS or (entry or p).source == "raster")
+    return np.array(out)
+
+
+def plan_maps(
+    card: ModelCard,
+    stack: RasterStack,
+    species: Sequence[str] | None,
+    *,
+    use: Sequence[str] | None = None,
+    mask: Sequence[str] | None = None,
+    outputs: Sequence[str] = ("probability",),
+    dtype: str = "uint8",
+    thresholds: np.ndarray | None = None,
+    threshold_rule: str | None = None,
+) -> MapPlan:
+    """Check the request against the model and the rasters and fix what each strip computes.
+
+    Args:
+        species: names, or None for all the model's species.
+        use: predictors/groups to use (default: every predictor a map can have).
+        mask: predictors/groups to leave out (applied after ``use``).
+
+    Raises:
+        RasterError: a predictor to use has no raster (the message lists them and how to mask them).
+        ConfigError: unknown output or dtype, binary/richness count without thresholds.
+    """
+    unknown = [o for o in outputs if o not in OUTPUTS]
+    if unknown or not outputs:
+        raise ConfigError(f"unknown outputs {unknown or list(outputs)}: choose among {list(OUTPUTS)}")
+    if dtype not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}: use uint8 (default), uint16 or float32")
+    if "binary" in outputs and thresholds is None:
+        raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
+    names = list(card.species) if species is None else list(species)
+    index = card.species_indices(names)
+    mappable = _mappable(card, stack)
+    visible = mappable.copy() if not use else subset_mask(use, card.predictors)
+    if mask:
+        visible &= ~subset_mask(mask, card.predictors)
+    plot_level = [p.name for p, v, m in zip(card.predictors, visible, mappable, strict=True) if v and not m]
+    if plot_level and use:
+        raise ConfigError(
+            f"{plot_level} are plot-level predictors with no raster: a map cannot use them; leave them out of --use"
+        )
+    visible &= mappable
+    available = set(stack.names) | set(COMPUTED_PREDICTORS)
+    missing = [p.name for p, v in zip(card.predictors, visible, strict=True) if v and p.name not in available]
+    if missing:
+        raise RasterError(
+            f"no raster for {len(missing)} predictor(s) the model would use: {missing}. Add '<name>.tif' "
+            f"rasters to the folder, or predict without them: --mask {','.join(missing)}"
+        )
+    if not visible.any():
+        raise ConfigError("no predictor left to use: check --use and --mask")
+    read = [(j, p.name) for j, p in enumerate(card.predictors) if visible[j]]
+    return MapPlan(
+        species=tuple(names),
+        species_index=tuple(int(i) for i in index),
+        visible=tuple(bool(v) for v in visible),
+        read_names=tuple(n for _, n in read),
+        read_columns=tuple(j for j, _ in read),
+        data_columns=tuple(i for i, (_, n) in enumerate(read) if n not in COMPUTED_PREDICTORS),
+        outputs=tuple(outputs),
+        dtype=dtype,
+        thresholds=None if thresholds is None else tuple(float(t) for t in thresholds),
+        threshold_rule=threshold_rule,
+    )
+
+
+def resolve_threshold(
+    rule: str,
+    model: MaskSDM,
+    card: ModelCard,
+    species_index: Sequence[int] | np.ndarray,
+    visible: np.ndarray,
+    workspace: Any | None = None,
+) -> np.ndarray:
+    """Thresholds (n_species,) on the probability scale for a rule.
+
+    ``rule``: a number in (0, 1); ``"max_tss"``; or ``"sensitivity:S"`` (the largest threshold at
+    which a share S of the validation presences is predicted present). Data rules predict the
+    workspace's validation plots with the same visible predictors as the map.
+    """
+    try:
+        value = float(rule)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not 0 < value < 1:
+            raise ConfigError(f"a fixed threshold must be between 0 and 1, got {value}")
+        return np.full(len(species_index), value)
+    match = re.fullmatch(r"sensitivity:(\d*\.?\d+)", rule)
+    if rule != "max_tss" and not match:
+        raise ConfigError(f"unknown threshold rule {rule!r}: use max_tss, sensitivity:0.9 or a number such as 0.5")
+    if workspace is None:
+        raise ConfigError(f"threshold rule {rule!r} is computed on the validation plots: give --workspace DIR")
+    x, y = workspace.features("val"), workspace.labels("val")[:, list(species_index)]
+    logits = predict_logits_tensor(model, x, torch.as_tensor(visible), species=np.asarray(species_index))
+    p = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+    if match:
+        target = float(match.group(1))
+        if not 0 < target <= 1:
+            raise ConfigError(f"the sensitivity target must be in (0, 1], got {target}")
+        out = np.full(len(species_index), np.nan)
+        for j in range(len(species_index)):
+            presences = p[y[:, j], j]
+            if len(presences):  # the largest threshold with ceil(target x n) presences at or above it
+                keep = math.ceil(round(target * len(presences), 9))  # round: 0.7 x 10 is 7.000000000000001
+                out[j] = np.sort(presences)[len(presences) - keep]
+        thresholds = out
+    else:
+        thresholds = max_tss(p, y)[1]
+    missing = np.isnan(thresholds)
+    if missing.any():
+        log.warning("%d species have no presence/absence among the validation plots: threshold 0.5", missing.sum())
+    return np.where(missing, 0.5, thresholds)
+
+
+# --- one strip ---------------------------------------------------------------------------------
+
+def _quantise(p: torch.Tensor, plan: MapPlan) -> torch.Tensor:
+    """Probabilities to the output dtype, on the model's device (less to transfer)."""
+    top = _DTYPES[plan.dtype][0]
+    if top is None:
+        return p.float()
+    return torch.round(p * top).to(torch.int32)
+
+
+def _code_thresholds(plan: MapPlan) -> np.ndarray:
+    """(S,) the least written value whose decoded probability reaches each threshold.
+
+    Readers decode ``value x scale`` in float64 (GDAL, rasterio, rioxarray); comparing the written
+    values with these codes makes binary maps agree exactly with the probability maps and the
+    threshold tags, ties included, whatever the precision of the model's device.
+    """
+    assert plan.thresholds is not None
+    t = np.array(plan.thresholds, dtype=np.float64)
+    if _DTYPES[plan.dtype][0] is None:  # float32 values: the least float32 >= t
+        t32 = t.astype(np.float32)
+        return np.where(t32 < t, np.nextafter(t32, np.float32(np.inf)), t32)
+    scale = plan.scale
+    k = np.ceil(t / scale)  # within one code of the answer; fix the rounding either way
+    k = np.where((k - 1) * scale >= t, k - 1, k)
+    k = np.where(k * scale < t, k + 1, k)
+    return k.astype(np.int32)
+
+
+@torch.no_grad()
+def predict_window(
+    model: MaskSDM,
+    card: ModelCard,
+    stack: RasterStack,
+    window: Window,
+    plan: MapPlan,
+    *,
+    batch_size: int | None = None,
+    precision: str = "auto",
+) -> dict[str, np.ndarray]:
+    """Outputs of one strip: ``{"probability": (S, h, w), "binary": (S, h, w), "richness": (1|2, h, w)}``
+    as requested by the plan, in the written dtypes (richness float32)."""
+    device = next(model.parameters()).device
+    batch = batch_size or (65_536 if device.type == "cuda" else 2048)
+    h, w = int(window.height), int(window.width)
+    values = stack.read(list(plan.read_names), window)
+    raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
+    raw[:, list(plan.read_columns)] = values
+    valid = ~np.isnan(values[:, list(plan.data_columns)]).all(axis=1) if plan.data_columns else np.ones(len(values), bool)
+    cells = np.flatnonzero(valid)
+    n_species = len(plan.species)
+    out_dtype = np.float32 if plan.dtype == "float32" else np.dtype(plan.dtype)
+    result: dict[str, np.ndarray] = {}
+    if "probability" in plan.outputs:
+        result["probability"] = np.full((n_species, h * w), plan.nodata, dtype=out_dtype)
+    if "binary" in plan.outputs:
+        result["binary"] = np.full((n_species, h * w), 255, dtype=np.uint8)
+    if "richness" in plan.outputs:
+        n_bands = 2 if plan.thresholds is not None else 1
+        result["richness"] = np.full((n_bands, h * w), np.nan, dtype=np.float32)
+    keep = torch.as_tensor(np.array(plan.visible))
+    species = np.array(plan.species_index)
+    thresholds = None if plan.thresholds is None else torch.as_tensor(_code_thresholds(plan), device=device)
+    x = card.features(raw[cells]) if len(cells) else np.empty((0, len(card.predictors)), np.float32)
+    for start in range(0, len(cells), batch):
+        rows = cells[start : start + batch]
+        logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
+                                       batch_size=batch, precision=precision)
+        q = _quantise(torch.sigmoid(logits), plan)  # (n, S) on the device
+        present = None if thresholds is None else q >= thresholds
+        if "probability" in result:
+            result["probability"][:, rows] = q.T.cpu().numpy()
+        if "binary" in result:
+            assert present is not None
+            result["binary"][:, rows] = present.T.to(torch.uint8).cpu().numpy()
+        if "richness" in result:
+            richness = [torch.sigmoid(logits).sum(dim=1)]
+            if present is not None:
+                richness.append(present.sum(dim=1).float())
+            result["richness"][:, rows] = torch.stack(richness).cpu().numpy()
+    return {k: v.reshape(len(v), h, w) for k, v in result.items()}
+
+
+# --- outputs on disk ----------------------------------------------------------------------------
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "species"
+
+
+def _file_stems(names: Sequence[str]) -> list[str]:
+    """File stems of species names; names that would share a file (e.g. hybrids written with and
+    without the multiplication sign, or differing only in case) get a suffix from their hash."""
+    stems = [_file_stem(n) for n in names]
+    counts = Counter(s.lower() for s in stems)
+    return [s if counts[s.lower()] == 1 else f"{s}_{hashlib.sha256(n.encode()).hexdigest()[:8]}"
+            for s, n in zip(stems, names, strict=True)]
+
+
+@dataclass
+class _Target:
+    """One output file: its bands and where each strip's rows go."""
+
+    kind: str
+    path: Path  # final COG
+    bands: list[int]  # rows of the strip's array for this file
+    descriptions: list[str]
+    dtype: str
+    nodata: float | None
+    scale: float
+    tags: dict[str, str]
+    band_tags: list[dict[str, str]] = field(default_factory=list)
+
+
+def _targets(plan: MapPlan, out_dir: Path, layout: str, model_tags: dict[str, str]) -> list[_Target]:
+    targets = []
+    n = len(plan.species)
+    for kind in ("probability", "binary"):
+        if kind not in plan.outputs:
+            continue
+        dtype, nodata, scale = (plan.dtype, plan.nodata, plan.scale) if kind == "probability" else ("uint8", 255, 1.0)
+        tags = dict(model_tags, output=kind)
+        if kind == "probability":
+            tags["units"] = "presence probability (value x scale + offset)"
+        if plan.threshold_rule is not None:
+            tags["threshold_rule"] = plan.threshold_rule
+        band_tags = [{"species": s} | ({"threshold": repr(plan.thresholds[j])} if plan.thresholds else {})
+                     for j, s in enumerate(plan.species)]
+        if layout == "multiband":
+            targets.append(_Target(kind, out_dir / f"{kind}.tif", list(range(n)), list(plan.species), dtype, nodata,
+                                   scale, tags, band_tags))
+        else:
+            for j, (s, stem) in enumerate(zip(plan.species, _file_stems(plan.species), strict=True)):
+                t = dict(tags, species=s)
+                if plan.thresholds is not None:
+                    t["threshold"] = repr(plan.thresholds[j])
+                targets.append(_Target(kind, out_dir / kind / f"{stem}.tif", [j], [s], dtype, nodata,
+                                       scale, t, [band_tags[j]]))
+    if "richness" in plan.outputs:
+        descriptions = ["expected_richness"] + (["predicted_present"] if plan.thresholds is not None else [])
+        tags = dict(model_tags, output="richness", n_species=str(n),
+                    units="number of species: band 1 sum of probabilities, band 2 count above threshold")
+        if plan.threshold_rule is not None:
+            tags["threshold_rule"] = plan.threshold_rule
+        targets.append(_Target("richness", out_dir / "richness.tif", list(range(len(descriptions))), descriptions,
+                               "float32", float("nan"), 1.0, tags))
+    return targets
+
+
+class _Partial:
+    """The tiled GeoTIFFs being filled strip by strip, and the record of finished strips."""
+
+    def __init__(self, out_dir: Path, targets: list[_Target], stack: RasterStack, signature: str, resume: bool):
+        self.dir = out_dir / _PARTIAL
+        self.targets, self.stack, self.signature = targets, stack, signature
+        self.state_path = self.dir / "state.json"
+        self.done: set[int] = set()
+        if resume and self.state_path.exists():
+            state = json.loads(self.state_path.read_text())
+            if state.get("signature") != signature:
+                raise ConfigError(
+                    f"the unfinished run in '{self.dir}' was started with other options or data: rerun it with the "
+                    "same ones, or pass --force to start over"
+                )
+            self.done = set(state["done"])
+        elif self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.files: list[Any] = []
+        self._open(new=not self.done)
+        self._last = time.monotonic()
+
+    def _tmp(self, i: int) -> Path:
+        return self.dir / f"{i:05d}.tif"
+
+    def _open(self, *, new: bool) -> None:
+        self.files = []
+        for i, t in enumerate(self.targets):
+            if new:
+                profile = self.stack.profile(count=len(t.bands), dtype=t.dtype, nodata=t.nodata)
+                dst = rasterio.open(self._tmp(i), "w", **profile)
+                dst.descriptions = tuple(t.descriptions)
+                if t.scale != 1.0:
+                    dst.scales = (t.scale,) * len(t.bands)
+                    dst.offsets = (0.0,) * len(t.bands)
+                dst.update_tags(**t.tags)
+                for b, bt in enumerate(t.band_tags, start=1):
+                    dst.update_tags(b, **bt)
+            else:
+                dst = rasterio.open(self._tmp(i), "r+")
+            self.files.append(dst)
+
+    def write(self, window: Window, arrays: dict[str, np.ndarray]) -> None:
+        for t, dst in zip(self.targets, self.files, strict=True):
+            dst.write(arrays[t.kind][t.bands], window=window)
+        self.done.add(int(window.row_off))
+        if time.monotonic() - self._last > 30:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush every file to disk (close and reopen), then record the finished strips."""
+        self.close()
+        write_json(self.state_path, {"signature": self.signature, "done": sorted(self.done)})
+        self._open(new=False)
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        for dst in self.files:
+            dst.close()
+        self.files = []
+
+    def finish(self, *, force: bool, progress: bool = True) -> list[Path]:
+        """Copy every file to a COG at its final path (atomically), then remove the partial folder."""
+        self.close()
+        written = []
+        bar = tqdm(self.targets, desc="writing COGs", unit="file", disable=not progress or len(self.targets) < 20)
+        for i, t in enumerate(bar):
+            t.path.parent.mkdir(parents=True, exist_ok=True)
+            resampling = "NEAREST" if t.kind == "binary" else "AVERAGE"
+            with atomic_path(t.path, force=force) as tmp:
+                rasterio.shutil.copy(self._tmp(i), tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
+                                     OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER")
+            written.append(t.path)
+        shutil.rmtree(self.dir)
+        return written
+
+
+# --- the whole map ------------------------------------------------------------------------------
+
+@dataclass
+class MapResult:
+    """What :func:`predict_maps` wrote."""
+
+    out_dir: Path
+    files: list[Path]
+    plan: MapPlan
+    seconds: float
+    n_cells: int
+
+
+def _block_rows(stack: RasterStack, plan: MapPlan, memory_mb: float) -> int:
+    """Strip height keeping a strip's arrays near ``memory_mb``; a multiple of 256 rows when possible."""
+    n = len(plan.species)
+    per_cell = 4 * len(plan.read_names) * 3 + 16  # values read, raw and normalised, richness
+    if "probability" in plan.outputs:
+        per_cell += n * np.dtype(np.float32 if plan.dtype == "float32" else plan.dtype).itemsize
+    if "binary" in plan.outputs:
+        per_cell += n
+    rows = int(memory_mb * 2**20 // (per_cell * stack.width))
+    if rows >= 256:
+        return min(stack.height, rows // 256 * 256)
+    return max(1, rows)
+
+
+def _weights_sha(model: MaskSDM) -> str:
+    """sha256 of the model's tensors (no checkpoint file needed)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _signature(plan: MapPlan, model_sha: str, stack: RasterStack, layout: str, block_rows: int) -> str:
+    """Identifies a run: resuming with other options, model or rasters (path, size, mtime) is refused."""
+    files = {n: [str(p), p.stat().st_size, p.stat().st_mtime_ns] for n, p in stack.paths.items()}
+    text = json.dumps([asdict(plan), model_sha, str(stack.crs), tuple(stack.transform), stack.shape, layout,
+                       block_rows, files], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _bounded_gdal_cache(func):
+    """Run ``func`` with GDAL's block cache bounded (64 MB), so that memory stays set by the strip."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with rasterio.Env(GDAL_CACHEMAX=64):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_bounded_gdal_cache
+def predict_maps(
+    model: MaskSDM,
+    card: ModelCard,
+    rasters: Sources | RasterStack,
+    out_dir: str | Path,
+    *,
+    species: Sequence[str] | None = None,
+    use: Sequence[str] | None = None,
+    mask: Sequence[str] | None = None,
+    outputs: Sequence[str] = ("probability",),
+    dtype: str = "uint8",
+    layout: str = "per-species",
+    threshold: str | None = None,
+    workspace: Any | None = None,
+    like: str | Path | None = None,
+    align: bool = False,
+    memory_mb: float = 256,
+    block_rows: int | None = None,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> MapResult:
+    """Predict maps over a raster stack; see the module docstring for the outputs.
+
+    Args:
+        model, card: from :func:`masksdm.checkpoint.load_checkpoint`.
+        rasters: raster folder(s)/files, or an open :class:`~masksdm.grid.RasterStack`.
+        out_dir: output folder (refused if it holds outputs, unless ``force``).
+        species: species names (default: all the model's species).
+        use, mask: predictor/group names to use, and to leave out.
+        outputs: any of ``"probability"``, ``"binary"``, ``"richness"``.
+        dtype: ``"uint8"`` (default), ``"uint16"`` or ``"float32"`` for probability maps.
+        layout: ``"per-species"`` files or one ``"multiband"`` file per output.
+        threshold: threshold rule (see :func:`resolve_threshold`); needed for binary maps and the
+            richness count.
+        workspace: a :class:`~masksdm.workspace.Workspace`, for data-driven threshold rules.
+        like: template raster of the output grid (default: ``bio_1``, else the first raster).
+        align: warp rasters on other grids onto the template; without it such rasters are an
+            error that shows the mismatch.
+        memory_mb: target size of one strip's arrays (sets the strip height).
+        block_rows: strip height instead of ``memory_mb``.
+        workers, scheduler: predict strips on dask.distributed: a LocalCluster of ``workers``
+            processes, or the cluster at ``scheduler`` (e.g. ``tcp://10.0.0.1:8786``).
+        run_dir: the checkpoint folder (needed with dask: workers load the model from it).
+        resume: go on with the unfinished run in ``out_dir``.
+    """
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    if layout not in ("per-species", "multiband"):
+        raise ConfigError(f"unknown layout {layout!r}: use per-species or multiband")
+    if block_rows is not None and block_rows < 1:
+        raise ConfigError(f"block_rows must be positive, got {block_rows=}")
+    unfinished = (out_dir / _PARTIAL).exists()
+    if unfinished and not (resume or force):
+        raise OutputExistsError(f"'{out_dir}' holds an unfinished run: pass --resume to finish it or --force to restart")
+    # with --resume, maps beside the unfinished run are its own; without one there is nothing to resume
+    if not force and not (resume and unfinished) and out_dir.exists() and any(out_dir.iterdir()):
+        raise OutputExistsError(
+            f"'{out_dir}' is not empty{' and holds no unfinished run to resume' if resume else ''}: pass --force "
+            "to overwrite its maps, or choose another --out"
+        )
+    stack = rasters if isinstance(rasters, RasterStack) else RasterStack(rasters, like=like)
+    try:
+        if stack.off_grid and not align:
+            shown = "; ".join(f"{n}: {g}" for n, g in stack.off_grid.items())
+            raise RasterError(
+                f"rasters on another grid than {stack.describe()}: {shown}. Pass --align to warp them onto "
+                "that grid (nearest neighbour), or --like RASTER to choose the grid"
+            )
+        species_names = list(card.species) if species is None else list(species)
+        index = card.species_indices(species_names)
+        if layout == "per-species" and len(species_names) > _PER_SPECIES_FILES_MAX and (
+            {"probability", "binary"} & set(outputs)
+        ):
+            raise ConfigError(
+                f"{len(species_names)} species would make {len(species_names)} files per output: use "
+                "--layout multiband, or --write richness for the richness map alone"
+            )
+        if "binary" in outputs and threshold is None:
+            raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
+        plan = plan_maps(card, stack, species_names, use=use, mask=mask, dtype=dtype)  # checks, and what is visible
+        extra = [n for n in stack.names if n not in plan.read_names]
+        if extra:
+            log.warning("rasters not used by this map: %s", extra)
+        thresholds = None
+        if threshold is not None:
+            thresholds = resolve_threshold(threshold, model, card, index, np.array(plan.visible), workspace)
+        plan = plan_maps(card, stack, species_names, use=use, mask=mask, outputs=outputs, dtype=dtype,
+                         thresholds=thresholds, threshold_rule=threshold)
+        rows = block_rows or _block_rows(stack, plan, memory_mb)
+        model_sha = card.metrics.get("weights_sha256", "") or _model_sha(run_dir)
+        model_tags = {
+            "software": f"masksdm {__version__}", "model": str(run_dir or ""), "model_sha256": model_sha,
+            "predictors_used": ",".join(plan.read_names),
+            "predictors_masked": ",".join(p.name for p, v in zip(card.predictors, plan.visible, strict=True) if not v),
+        }
+        targets = _targets(plan, out_dir, layout, model_tags)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        windows = list(stack.windows(rows))
+        _allow_open_files(len(targets) + len(stack.names))
+        signature = _signature(plan, model_sha or _weights_sha(model), stack, layout, rows)
+        record = _Partial(out_dir, targets, stack, signature, resume)
+        todo = [w for w in windows if int(w.row_off) not in record.done]
+        n_cells = stack.width * stack.height
+        try:
+            with tqdm(total=n_cells, initial=stack.width * (stack.height - sum(int(w.height) for w in todo)),
+                      unit="cell", unit_scale=True, desc=f"{len(species_names)} species", disable=not progress) as bar:
+                for window, arrays in _strips(model, card, stack, todo, plan, batch_size=batch_size,
+                                              precision=precision, workers=workers, scheduler=scheduler,
+                                              run_dir=run_dir):
+                    record.write(window, arrays)
+                    bar.update(int(window.width * window.height))
+            record.checkpoint()
+        finally:
+            record.close()
+            if record.state_path.parent.exists():
+                write_json(record.state_path, {"signature": record.signature, "done": sorted(record.done)})
+        files = record.finish(force=True, progress=progress)
+    finally:
+        if not isinstance(rasters, RasterStack):
+            stack.close()
+    return MapResult(out_dir, files, plan, time.perf_counter() - start_time, n_cells)
+
+
+def _allow_open_files(n_files: int) -> None:
+    """Raise the soft open-file limit when ``n_files`` (and some slack) would not fit under it."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: no per-process soft limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = n_files + 256  # the rasters, Python, torch and GDAL's own files
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"{n_files} files would be open at once but the open-file limit is {hard}: use --layout multiband, "
+            "or raise the limit (ulimit -n)"
+        )
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError) as exc:  # e.g. macOS caps it below an infinite hard limit
+        raise ConfigError(
+            f"{n_files} files would be open at once and the open-file limit cannot be raised ({exc}): use "
+            "--layout multiband, or raise the limit (ulimit -n)"
+        ) from exc
+
+
+def _model_sha(run_dir: str | Path | None) -> str:
+    if run_dir is None:
+        return ""
+    path = Path(run_dir) / "model.safetensors"
+    return sha256_file(path) if path.exists() else ""
+
+
+def _strips(model, card, stack, windows, plan, *, batch_size, precision, workers, scheduler, run_dir
+            ) -> Iterator[tuple[Window, dict[str, np.ndarray]]]:
+    """(window, outputs) for each strip: here, or on a dask.distributed cluster (any order)."""
+    if not workers and not scheduler:
+        for window in windows:
+            yield window, predict_window(model, card, stack, window, plan, batch_size=batch_size, precision=precision)
+        return
+    from masksdm.distributed import predict_strips_distributed
+
+    if run_dir is None:
+        raise ConfigError("dask workers load the model from its checkpoint folder: give run_dir (--checkpoint)")
+    sources = [str(p) for p in stack.paths.values()]
+    yield from predict_strips_distributed(
+        run_dir, sources, windows, plan, like=str(stack.template), workers=workers, scheduler=scheduler,
+        batch_size=batch_size, precision=precision,
+    )

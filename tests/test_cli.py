@@ -16,7 +16,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "simulate", "prepare", "train", "evaluate", "compare", "shapley", "info"):
+    for command in ("demo", "simulate", "prepare", "train", "evaluate", "compare", "predict", "shapley", "info"):
         assert command in out
 
 

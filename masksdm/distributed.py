@@ -9,6 +9,7 @@ on every worker (true for a LocalCluster; on a real cluster, use a shared file s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,6 +80,9 @@ def predict_strips_distributed(
         raise DependencyNotFoundError(
             "predicting on dask needs dask.distributed: pip install 'masksdm[dask]'"
         ) from exc
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler's chatter only with --verbose
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     cluster = None
     if scheduler:
         client = Client(scheduler)

@@ -25,7 +25,7 @@ from masksdm.metrics import max_tss
 from masksdm.model import MaskSDM
 from masksdm.predictors import catalogue_entry, subset_mask
 
-__all__ = ["OUTPUTS", "MapPlan", "plan_maps", "resolve_threshold"]
+__all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "resolve_threshold"]
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,21 @@ class MapPlan:
 
 # --- planning ---------------------------------------------------------------------------------
 
-def _mappable(card: ModelCard, stack: RasterStack) -> np.ndarray:
-    """(P,) predictors a map can have: in the stack, computed coordinates, or rasters by catalogue."""
+def mappable_predictors(card: ModelCard, stack: RasterStack) -> np.ndarray:
+    """(P,) predictors a map can have: those in the stack, the coordinates computed from the grid,
+    and those the catalogue (or, for names it lacks, the model card) knows as rasters. The others
+    (plot-level fields such as releve area) stay masked on maps."""
     out = []
     for p in card.predictors:
         entry = catalogue_entry(p.name)
         out.append(p.name in stack.names or p.name in COMPUTED_PREDICTORS or (entry or p).source == "raster")
     return np.array(out)
+
+
+def missing_rasters(card: ModelCard, stack: RasterStack, needed: np.ndarray) -> list[str]:
+    """Names of the ``needed`` (P,) predictors that the stack has no raster for."""
+    available = set(stack.names) | set(COMPUTED_PREDICTORS)
+    return [p.name for p, n in zip(card.predictors, needed, strict=True) if n and p.name not in available]
 
 
 def plan_maps(
@@ -106,7 +114,7 @@ def plan_maps(
         raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
     names = list(card.species) if species is None else list(species)
     index = card.species_indices(names)
-    mappable = _mappable(card, stack)
+    mappable = mappable_predictors(card, stack)
     visible = mappable.copy() if not use else subset_mask(use, card.predictors)
     if mask:
         visible &= ~subset_mask(mask, card.predictors)
@@ -116,8 +124,7 @@ def plan_maps(
             f"{plot_level} are plot-level predictors with no raster: a map cannot use them; leave them out of --use"
         )
     visible &= mappable
-    available = set(stack.names) | set(COMPUTED_PREDICTORS)
-    missing = [p.name for p, v in zip(card.predictors, visible, strict=True) if v and p.name not in available]
+    missing = missing_rasters(card, stack, visible)
     if missing:
         raise RasterError(
             f"no raster for {len(missing)} predictor(s) the model would use: {missing}. Add '<name>.tif' "

@@ -22,25 +22,13 @@ from masksdm._io import check_writable
 from masksdm.checkpoint import ModelCard
 from masksdm.errors import ConfigError, RasterError
 from masksdm.grid import COMPUTED_PREDICTORS, GeoTIFFWriter, RasterStack
+from masksdm.map_plan import mappable_predictors, missing_rasters
 from masksdm.model import MaskSDM
-from masksdm.predictors import Predictor, catalogue_entry
 from masksdm.rasters import Sources
 from masksdm.shapley import LocalGame, Players, estimate_shapley, resolve_players
 from masksdm.shapley_core import ShapleyResult
 
 __all__ = ["map_players", "shapley_map"]
-
-
-def _mappable(card: ModelCard, stack: RasterStack) -> np.ndarray:
-    """(P,) predictors a map can have: those in the stack, the computed coordinates, and those
-    the catalogue (or, for names it lacks, the model card) knows as rasters."""
-    def mappable(p: Predictor) -> bool:
-        if p.name in stack.names or p.name in COMPUTED_PREDICTORS:
-            return True
-        entry = catalogue_entry(p.name)
-        return (entry or p).source == "raster"
-
-    return np.array([mappable(p) for p in card.predictors])
 
 
 def map_players(card: ModelCard, stack: RasterStack, players: Players | None = None) -> dict[str, np.ndarray]:
@@ -49,7 +37,7 @@ def map_players(card: ModelCard, stack: RasterStack, players: Players | None = N
     Default: every predictor group with a mappable predictor. A player with no mappable predictor
     (e.g. Metadata) and a raster the stack lacks are errors that name them.
     """
-    mappable = _mappable(card, stack)
+    mappable = mappable_predictors(card, stack)
     if players is None:
         groups = [g for g, m in resolve_players("groups", card.predictors).items() if (m & mappable).any()]
         players = groups
@@ -60,9 +48,7 @@ def map_players(card: ModelCard, stack: RasterStack, players: Players | None = N
                 f"player {name!r} has no raster: its predictors are plot-level fields, masked on maps; "
                 "leave it out of --players"
             )
-    needed = np.stack(list(masks.values())).any(axis=0) & mappable
-    available = set(stack.names) | set(COMPUTED_PREDICTORS)
-    missing = [p.name for p, n in zip(card.predictors, needed, strict=True) if n and p.name not in available]
+    missing = missing_rasters(card, stack, np.stack(list(masks.values())).any(axis=0) & mappable)
     if missing:
         raise RasterError(
             f"the raster stack lacks {len(missing)} predictor(s) the model needs for players "

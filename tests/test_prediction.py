@@ -677,3 +677,14 @@ def test_many_files_raise_the_open_file_limit(tiny, rasters, tmp_path):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert len(_files(tmp_path / "maps")) == 16
+
+
+def test_large_maps_get_internal_overviews(tiny, tmp_path):
+    model, card = tiny
+    transform = Affine(0.04, 0.0, -5.0, 0.0, -0.03, 57.0)  # 600 x 700 cells: more than one 512 tile
+    folder = _write_stack(tmp_path / "big", height=600, width=700, transform=transform, sea=False)
+    predict_maps(model, card, folder, tmp_path / "maps", species=["Species 00"], progress=False)
+    path = tmp_path / "maps" / "probability" / "Species_00.tif"
+    with rasterio.open(path) as src:
+        assert src.overviews(1) and src.block_shapes[0] == (512, 512)
+    assert cog_validate(str(path))[0]

@@ -340,6 +340,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     species = None if args.species in (None, ["all"]) else list(args.species)
     if args.species_file:
         species = [line.strip() for line in args.species_file.read_text().splitlines() if line.strip()]
+        if not species:
+            raise MaskSDMError(f"'{args.species_file}' names no species: write one species name per line")
     if species is None and args.species is None:
         raise MaskSDMError("choose species: --species NAME [NAME ...], --species all, or --species-file FILE")
     model, card = _load_model(args)

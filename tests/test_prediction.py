@@ -631,6 +631,16 @@ def test_predict_command(tiny_run, rasters, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "--force" in err and len(err.strip().splitlines()) == 1
 
+    names = tmp_path / "species.txt"
+    names.write_text("Species 01\n\nSpecies 02\n")
+    listed = ["predict", "--checkpoint", str(tiny_run), "--rasters", str(rasters), "--species-file", str(names),
+              "--out", str(tmp_path / "listed"), "--quiet"]
+    assert main(listed) == 0
+    assert _files(tmp_path / "listed") == ["probability/Species_01.tif", "probability/Species_02.tif"]
+    names.write_text("\n")
+    assert main([*listed[:-2], str(tmp_path / "none"), "--quiet"]) == 2
+    assert "names no species" in capsys.readouterr().err
+
     other = tmp_path / "other"
     assert main([*command[:6], "Specis 00", "--out", str(other), *command[9:]]) == 2
     err = capsys.readouterr().err

@@ -25,7 +25,7 @@ from masksdm.metrics import max_tss
 from masksdm.model import MaskSDM
 from masksdm.predictors import catalogue_entry, subset_mask
 
-__all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "resolve_threshold"]
+__all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "read_cells", "resolve_threshold"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ class MapPlan:
     species_index: tuple[int, ...]
     visible: tuple[bool, ...]  # (P,) predictors used
     read_names: tuple[str, ...]  # predictors read from the stack (in card order)
-    read_columns: tuple[int, ...]  # their card positions
-    data_columns: tuple[int, ...]  # positions in read_names of rasters (not computed coordinates)
     outputs: tuple[str, ...]
     dtype: str
     thresholds: tuple[float, ...] | None
@@ -74,6 +72,18 @@ def mappable_predictors(card: ModelCard, stack: RasterStack) -> np.ndarray:
         entry = catalogue_entry(p.name)
         out.append(p.name in stack.names or p.name in COMPUTED_PREDICTORS or (entry or p).source == "raster")
     return np.array(out)
+
+
+def read_cells(card: ModelCard, stack: RasterStack, names: Sequence[str], window: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Raw predictors (cells, P) of a window in the card's order, ``names`` read from the stack and
+    the others NaN (masked), and the (cells,) mask of cells where at least one raster has data
+    (the computed coordinates do not count: they exist over the sea too)."""
+    values = stack.read(list(names), window)
+    raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
+    raw[:, [card.predictor_names.index(n) for n in names]] = values
+    rasters = [j for j, n in enumerate(names) if n not in COMPUTED_PREDICTORS]
+    has_data = ~np.isnan(values[:, rasters]).all(axis=1) if rasters else np.ones(len(values), dtype=bool)
+    return raw, has_data
 
 
 def missing_rasters(card: ModelCard, stack: RasterStack, needed: np.ndarray) -> list[str]:
@@ -132,14 +142,11 @@ def plan_maps(
         )
     if not visible.any():
         raise ConfigError("no predictor left to use: check --use and --mask")
-    read = [(j, p.name) for j, p in enumerate(card.predictors) if visible[j]]
     return MapPlan(
         species=tuple(names),
         species_index=tuple(int(i) for i in index),
         visible=tuple(bool(v) for v in visible),
-        read_names=tuple(n for _, n in read),
-        read_columns=tuple(j for j, _ in read),
-        data_columns=tuple(i for i, (_, n) in enumerate(read) if n not in COMPUTED_PREDICTORS),
+        read_names=tuple(p.name for p, v in zip(card.predictors, visible, strict=True) if v),
         outputs=tuple(outputs),
         dtype=dtype,
         thresholds=None if thresholds is None else tuple(float(t) for t in thresholds),

@@ -61,7 +61,7 @@ from masksdm.checkpoint import ModelCard, sha256_file
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.grid import RasterStack
 from masksdm.inference import predict_logits_tensor
-from masksdm.map_plan import _DTYPES, OUTPUTS, MapPlan, plan_maps, resolve_threshold
+from masksdm.map_plan import _DTYPES, OUTPUTS, MapPlan, plan_maps, read_cells, resolve_threshold
 from masksdm.model import MaskSDM
 from masksdm.rasters import Sources
 
@@ -118,11 +118,8 @@ def predict_window(
     device = next(model.parameters()).device
     batch = batch_size or (65_536 if device.type == "cuda" else 2048)
     h, w = int(window.height), int(window.width)
-    values = stack.read(list(plan.read_names), window)
-    raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
-    raw[:, list(plan.read_columns)] = values
-    valid = ~np.isnan(values[:, list(plan.data_columns)]).all(axis=1) if plan.data_columns else np.ones(len(values), bool)
-    cells = np.flatnonzero(valid)
+    raw, has_data = read_cells(card, stack, plan.read_names, window)
+    cells = np.flatnonzero(has_data)
     n_species = len(plan.species)
     out_dtype = np.float32 if plan.dtype == "float32" else np.dtype(plan.dtype)
     result: dict[str, np.ndarray] = {}
@@ -141,7 +138,8 @@ def predict_window(
         rows = cells[start : start + batch]
         logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
                                        batch_size=batch, precision=precision)
-        q = _quantise(torch.sigmoid(logits), plan)  # (n, S) on the device
+        p = torch.sigmoid(logits)
+        q = _quantise(p, plan)  # (n, S) on the device
         present = None if thresholds is None else q >= thresholds
         if "probability" in result:
             result["probability"][:, rows] = q.T.cpu().numpy()
@@ -149,7 +147,7 @@ def predict_window(
             assert present is not None
             result["binary"][:, rows] = present.T.to(torch.uint8).cpu().numpy()
         if "richness" in result:
-            richness = [torch.sigmoid(logits).sum(dim=1)]
+            richness = [p.sum(dim=1)]
             if present is not None:
                 richness.append(present.sum(dim=1).float())
             result["richness"][:, rows] = torch.stack(richness).cpu().numpy()

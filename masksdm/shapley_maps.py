@@ -22,7 +22,7 @@ from masksdm._io import check_writable
 from masksdm.checkpoint import ModelCard
 from masksdm.errors import ConfigError, RasterError
 from masksdm.grid import COMPUTED_PREDICTORS, GeoTIFFWriter, RasterStack
-from masksdm.map_plan import mappable_predictors, missing_rasters
+from masksdm.map_plan import mappable_predictors, missing_rasters, read_cells
 from masksdm.model import MaskSDM
 from masksdm.rasters import Sources
 from masksdm.shapley import LocalGame, Players, estimate_shapley, resolve_players
@@ -102,19 +102,14 @@ def shapley_map(
         masks = map_players(card, stack, players)
         player_masks = np.stack(list(masks.values()))
         readable = [p.name for p in card.predictors if p.name in stack.names or p.name in COMPUTED_PREDICTORS]
-        columns = [card.predictor_names.index(n) for n in readable]
-        from_rasters = [j for j, n in enumerate(readable) if n not in COMPUTED_PREDICTORS]
         names = ["base_value", *masks, "prediction"]
         n_cells = stack.width * stack.height
         with GeoTIFFWriter(out, stack, descriptions=names, force=force) as writer, tqdm(
             total=n_cells, unit="cell", desc=f"Shapley map {species}", disable=not progress
         ) as bar:
             for window in stack.windows(block_rows):
-                values = stack.read(readable, window)
-                raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
-                raw[:, columns] = values
-                land = ~np.isnan(values[:, from_rasters]).all(axis=1) if from_rasters else np.ones(len(values), bool)
-                bands = np.full((len(names), len(values)), np.nan, dtype=np.float32)
+                raw, land = read_cells(card, stack, readable, window)
+                bands = np.full((len(names), len(raw)), np.nan, dtype=np.float32)
                 if land.any():
                     game = LocalGame(model, card.features(raw[land]), player_masks, species_index,
                                      scale=scale, batch_size=batch_size, precision=precision)
@@ -122,7 +117,7 @@ def shapley_map(
                                               max_evaluations=max_evaluations, seed=seed)
                     bands[:, land] = _bands(result)
                 writer.write(window, bands.reshape(len(names), int(window.height), int(window.width)))
-                bar.update(len(values))
+                bar.update(len(raw))
     finally:
         if not isinstance(rasters, RasterStack):
             stack.close()

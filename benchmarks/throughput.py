@@ -79,8 +79,8 @@ def main() -> None:
         rows = 0
         for xb, eb, yb in loader:
             xb, eb, yb = xb.to(device), eb.to(device), yb.to(device)
-            keep = torch.rand(xb.shape, device=device) < torch.rand(())
-            loss = loss_fn(model(xb, keep, [eb]), yb)
+            keep = torch.rand((len(xb), model.n_tokens), device=device) < torch.rand(())
+            loss = loss_fn(model(torch.cat([xb, eb], 1), keep), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -98,9 +98,9 @@ def main() -> None:
             for start in range(0, 2048, 256):
                 idx = order[start : start + 256]
                 xb, eb, yb = xd[idx], ed[idx], yd[idx]
-                keep = torch.rand(xb.shape, device=device) < torch.rand((), device=device)
+                keep = torch.rand((len(xb), model.n_tokens), device=device) < torch.rand((), device=device)
                 with autocast(device, precision):
-                    loss = loss_fn(step_model(xb, keep, [eb]), yb)
+                    loss = loss_fn(step_model(torch.cat([xb, eb], 1), keep), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -128,11 +128,13 @@ def main() -> None:
     def infer_plain() -> int:
         rows = 0
         for xb, eb in infer_loader:
-            model(xb.to(device), None, [eb.to(device)]).cpu()
+            model(torch.cat([xb, eb], 1).to(device)).cpu()
             rows += len(xb)
             if rows >= 4096:
                 break
         return rows
+
+    xed = torch.cat([xd, ed], 1)
 
     def make_infer_ours(infer_model, precision: str):
         @torch.inference_mode()
@@ -140,7 +142,7 @@ def main() -> None:
             rows = 0
             for start in range(0, len(xd), args.infer_batch):
                 with autocast(device, precision):
-                    infer_model(xd[start : start + args.infer_batch], None, [ed[start : start + args.infer_batch]])
+                    infer_model(xed[start : start + args.infer_batch])
                 rows += min(args.infer_batch, len(xd) - start)
             return rows
         return infer_ours

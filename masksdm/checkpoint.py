@@ -28,7 +28,7 @@ from masksdm.config import RunConfig
 from masksdm.errors import CheckpointError, DataError
 from masksdm.model import MaskSDM
 from masksdm.predictors import Predictor
-from masksdm.workspace import normalise
+from masksdm.workspace import normalise_inputs
 
 __all__ = [
     "FORMAT",
@@ -62,7 +62,6 @@ class ModelCard:
     predictors: list[Predictor]
     species: list[str]
     normalisation: dict[str, dict[str, float]]
-    d_embeddings: tuple[int, ...] = ()
     thresholds: list[float | None] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     masksdm_version: str = __version__
@@ -71,6 +70,16 @@ class ModelCard:
     @property
     def predictor_names(self) -> list[str]:
         return [p.name for p in self.predictors]
+
+    @property
+    def d_embeddings(self) -> tuple[int, ...]:
+        """Width of each embedding input (they follow the tabular predictors)."""
+        return tuple(p.width for p in self.predictors if p.is_embedding)
+
+    @property
+    def n_columns(self) -> int:
+        """Width of the model's input: one column per tabular predictor plus every embedding's."""
+        return int(sum(p.width for p in self.predictors))
 
     def species_indices(self, names: str | Sequence[str]) -> np.ndarray:
         """Output indices of species ``names``; an unknown name is an error that suggests close ones."""
@@ -87,8 +96,9 @@ class ModelCard:
         return np.array([index[n] for n in names], dtype=np.int64)
 
     def features(self, raw: np.ndarray) -> np.ndarray:
-        """Normalise raw predictor values (N, P) in this model's predictor order."""
-        return normalise(raw, self.predictor_names, self.normalisation)
+        """Model inputs from raw values (N, n_columns) in this model's predictor order:
+        tabular predictors normalised, embeddings as they are."""
+        return normalise_inputs(raw, self.predictors, self.normalisation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +109,6 @@ class ModelCard:
             "predictors": [p.to_dict() for p in self.predictors],
             "species": list(self.species),
             "normalisation": self.normalisation,
-            "d_embeddings": list(self.d_embeddings),
             "thresholds": self.thresholds,
             "metrics": self.metrics,
         }
@@ -111,7 +120,6 @@ class ModelCard:
             predictors=[Predictor(**p) for p in data["predictors"]],
             species=list(data["species"]),
             normalisation=data["normalisation"],
-            d_embeddings=tuple(data.get("d_embeddings", ())),
             thresholds=data.get("thresholds"),
             metrics=data.get("metrics", {}),
             masksdm_version=data.get("masksdm_version", ""),
@@ -123,7 +131,7 @@ def build_model(card: ModelCard) -> MaskSDM:
     """A freshly initialised network with the card's sizes."""
     m = card.config.model
     return MaskSDM(
-        n_predictors=len(card.predictors),
+        n_predictors=len(card.predictors) - len(card.d_embeddings),
         n_species=len(card.species),
         d_embeddings=card.d_embeddings,
         d_token=m.d_token,
@@ -140,10 +148,10 @@ def save_checkpoint(run_dir: str | Path, model: MaskSDM, card: ModelCard) -> Pat
     """Write ``model.safetensors`` then ``model.json`` atomically into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if len(card.predictors) != model.n_predictors or len(card.species) != model.n_species:
+    if len(card.predictors) != model.n_tokens or len(card.species) != model.n_species:
         raise CheckpointError(
             f"card has {len(card.predictors)} predictors and {len(card.species)} species but the model "
-            f"has {model.n_predictors} and {model.n_species}"
+            f"has {model.n_tokens} and {model.n_species}"
         )
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS) as tmp:
@@ -180,7 +188,7 @@ def read_card(run_dir: str | Path) -> tuple[ModelCard, dict[str, Any]]:
         card = ModelCard.from_dict(raw)
     except Exception as err:  # noqa: BLE001 - any malformed field is the same problem to the user
         raise CheckpointError(f"'{card_path}' is malformed: {err}") from None
-    missing_norm = [n for n in card.predictor_names if n not in card.normalisation]
+    missing_norm = [p.name for p in card.predictors if not p.is_embedding and p.name not in card.normalisation]
     if missing_norm:
         raise CheckpointError(f"'{card_path}' has no normalisation for predictors {missing_norm}")
     return card, raw

@@ -19,7 +19,13 @@ from masksdm.imputation import Imputer
 from masksdm.inference import model_inputs, predict_logits
 from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
 from masksdm.model import MaskSDM
-from masksdm.predictors import predictor_groups, resolve_subset, subset_mask
+from masksdm.predictors import (
+    column_mask,
+    input_widths,
+    predictor_groups,
+    resolve_subset,
+    subset_mask,
+)
 from masksdm.workspace import Workspace
 
 __all__ = ["Evaluation", "default_subsets", "evaluate", "subset_logits"]
@@ -42,7 +48,7 @@ def subset_logits(
     imputer: Imputer | None = None,
     batch_size: int = 4096,
 ) -> np.ndarray:
-    """Logits (N, S) from normalised predictors ``x`` (N, P) using only ``subset``.
+    """Logits (N, S) from model inputs ``x`` (N, columns) using only ``subset``.
 
     The model's own training subset (``train.use``) is always respected.
     """
@@ -50,9 +56,9 @@ def subset_logits(
     if card.config.train.use:
         visible &= subset_mask(card.config.train.use, card.predictors)
     if card.config.train.masking == "random" or imputer is None:
-        inputs, keep = model_inputs(x, visible, card.config.train.masking)
+        inputs, keep = model_inputs(x, visible, card.config.train.masking, input_widths(card.predictors))
         return predict_logits(model, inputs, keep, batch_size=batch_size)
-    copies = imputer.impute(x, visible)  # (m, N, P)
+    copies = imputer.impute(x, column_mask(visible, card.predictors))  # (m, N, columns)
     prob_sum = np.zeros((x.shape[0], model.n_species), dtype=np.float64)
     for xc in copies:  # predictions averaged over the imputed copies, on the probability scale
         prob_sum += 1 / (1 + np.exp(-predict_logits(model, xc, batch_size=batch_size).astype(np.float64)))

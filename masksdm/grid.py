@@ -293,16 +293,22 @@ class RasterStack:
         lon[bad] = lat[bad] = np.nan
         return lon, lat
 
+    @property
+    def widths(self) -> dict[str, int]:
+        """Band count of each raster (1, or an embedding's width for an embedding raster)."""
+        return {name: int(layer.src.count) for name, layer in self._layers.items()}
+
     def _read_layer(self, layer: _Layer, window: Window) -> np.ndarray:
+        """(cells, bands) float32 values of one raster (one band, or every band of an embedding)."""
         try:
             if layer.vrt is not None:
-                values = layer.vrt.read(1, window=window)
+                values = layer.vrt.read(window=window)
             else:
-                raw = layer.src.read(1, window=window)
+                raw = layer.src.read(window=window)
                 invalid = _nodata_mask(raw, layer.src.nodatavals[0])
                 flags = layer.src.mask_flag_enums[0]
                 if not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags):
-                    invalid |= layer.src.read_masks(1, window=window) == 0
+                    invalid |= layer.src.read_masks(window=window) == 0
                 values = raw.astype(np.float32)
                 values[invalid] = np.nan
         except rasterio.errors.RasterioError as exc:
@@ -312,7 +318,7 @@ class RasterStack:
             ) from exc
         if layer.scale != 1.0 or layer.offset != 0.0:
             values = values * np.float32(layer.scale) + np.float32(layer.offset)
-        return values.ravel()
+        return values.reshape(len(values), -1).T
 
     def read(self, names: str | Sequence[str], window: Window | None = None) -> np.ndarray:
         """Predictor values of the cells of ``window`` (default: the whole grid).
@@ -322,9 +328,10 @@ class RasterStack:
             window: a block of the grid, e.g. from :meth:`windows`.
 
         Returns:
-            float32 ``(n_cells, len(names))``, cells in row-major order; NaN for nodata, masked
-            cells and cells outside a raster. ``Longitude``/``Latitude`` always come from the
-            grid (:meth:`lonlat`), even if a raster has that name.
+            float32 ``(n_cells, columns)``, cells in row-major order, one column per name (all
+            the bands of a multi-band embedding raster, see :attr:`widths`); NaN for nodata,
+            masked cells and cells outside a raster. ``Longitude``/``Latitude`` always come from
+            the grid (:meth:`lonlat`), even if a raster has that name.
 
         Raises:
             RasterError: a name has no raster in the stack, or a raster cannot be read.
@@ -338,14 +345,17 @@ class RasterStack:
                 "raster folders or predict with the available predictors only"
             )
         win = self._window(window)
-        out = np.empty((win.height * win.width, len(names)), dtype=np.float32)
+        widths = [1 if n in COMPUTED_PREDICTORS else int(self._layers[n].src.count) for n in names]
+        out = np.empty((win.height * win.width, sum(widths)), dtype=np.float32)
         lonlat = self.lonlat(win) if set(names) & set(COMPUTED_PREDICTORS) else None
-        for j, name in enumerate(names):
+        start = 0
+        for name, width in zip(names, widths, strict=True):
             if name in COMPUTED_PREDICTORS:
                 assert lonlat is not None
-                out[:, j] = lonlat[COMPUTED_PREDICTORS.index(name)]
+                out[:, start] = lonlat[COMPUTED_PREDICTORS.index(name)]
             else:
-                out[:, j] = self._read_layer(self._layers[name], win)
+                out[:, start : start + width] = self._read_layer(self._layers[name], win)
+            start += width
         return out
 
 

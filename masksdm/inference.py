@@ -12,15 +12,19 @@ from masksdm.model import MaskSDM
 __all__ = ["autocast", "model_inputs", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
 
 
-def model_inputs(x: np.ndarray, visible: np.ndarray, masking: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs and keep mask (P,) as a model trained with this masking mode expects them.
+def model_inputs(
+    x: np.ndarray, visible: np.ndarray, masking: str, widths: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs and keep mask (T,) as a model trained with this masking mode expects them.
 
     MaskSDM (``"random"``): values as they are, predictors outside ``visible`` masked.
     Unmasked baseline (``"none"``): NaN and hidden predictors set to 0, the training mean after
-    z-scoring (mean imputation), and nothing masked.
+    z-scoring (mean imputation), and nothing masked. ``widths`` (T,) gives each predictor's
+    number of columns when some are embeddings.
     """
     if masking == "none":
-        return np.where(visible[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32), None
+        columns = visible if widths is None else np.repeat(visible, widths)
+        return np.where(columns[None, :], np.nan_to_num(x, nan=0.0), 0.0).astype(np.float32), None
     return x, visible
 
 
@@ -53,8 +57,8 @@ def predict_logits_tensor(
 ) -> torch.Tensor:
     """Logits (N, S) float32 as a tensor on the model's device (no copy to the host).
 
-    ``x`` holds normalised predictors (N, P); NaN and ``keep=False`` are masked. ``keep`` may be
-    (N, P) or (P,) (the same predictor subset for every site).
+    ``x`` holds model inputs (N, n_inputs) (see :class:`~masksdm.model.MaskSDM`); NaN and
+    ``keep=False`` are masked. ``keep`` may be (N, T) or (T,) (the same subset for every site).
     """
     device = next(model.parameters()).device
     was_training = model.training

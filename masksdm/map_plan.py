@@ -23,7 +23,7 @@ from masksdm.grid import COMPUTED_PREDICTORS, RasterStack
 from masksdm.inference import predict_logits_tensor
 from masksdm.metrics import max_tss
 from masksdm.model import MaskSDM
-from masksdm.predictors import catalogue_entry, subset_mask
+from masksdm.predictors import catalogue_entry, input_widths, subset_mask
 
 __all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "read_cells", "resolve_threshold"]
 
@@ -79,10 +79,26 @@ def read_cells(card: ModelCard, stack: RasterStack, names: Sequence[str], window
     the others NaN (masked), and the (cells,) mask of cells where at least one raster has data
     (the computed coordinates do not count: they exist over the sea too)."""
     values = stack.read(list(names), window)
-    raw = np.full((len(values), len(card.predictors)), np.nan, dtype=np.float32)
-    raw[:, [card.predictor_names.index(n) for n in names]] = values
-    rasters = [j for j, n in enumerate(names) if n not in COMPUTED_PREDICTORS]
-    has_data = ~np.isnan(values[:, rasters]).all(axis=1) if rasters else np.ones(len(values), dtype=bool)
+    widths = input_widths(card.predictors)
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    raw = np.full((len(values), int(widths.sum())), np.nan, dtype=np.float32)
+    has_data = np.zeros(len(values), dtype=bool)
+    read = 0
+    for name in names:
+        i = card.predictor_names.index(name)
+        bands = 1 if name in COMPUTED_PREDICTORS else stack.widths[name]
+        if bands != widths[i]:
+            raise RasterError(
+                f"raster '{name}' has {bands} band(s) but the model's {name} has {widths[i]} "
+                "values: write it again with `masksdm embed cells` for this model's encoder"
+            )
+        block = values[:, read : read + bands]
+        raw[:, starts[i] : starts[i] + bands] = block
+        if name not in COMPUTED_PREDICTORS:  # the computed coordinates exist over the sea too
+            has_data |= ~np.isnan(block).all(axis=1)
+        read += bands
+    if all(n in COMPUTED_PREDICTORS for n in names):
+        has_data[:] = True
     return raw, has_data
 
 

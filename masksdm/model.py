@@ -19,8 +19,11 @@ is raised by ``log m`` (softmax sums ``m`` equal terms) and whose pooling weight
 mode the network runs on the visible tokens plus that one token, so a site with 10 of 61 predictors
 visible costs 11 tokens, not 61. Training keeps the full sequence (dropout acts per token).
 
-Shapes: ``x`` (B, P) float, z-scored, NaN allowed; ``keep`` (B, P) bool (True = use the value);
-``embeddings`` a list of (B, D_e) tensors with ``embedding_keep`` a list of (B,) bool; output (B, S).
+Inputs: ``x`` (B, P + sum(D_e)) float: the P z-scored tabular predictors, then each embedding
+source's D_e values, NaN allowed (a NaN predictor, or any NaN in an embedding, masks that token).
+``x`` may also stop after the P predictors: the embedding tokens are then masked. ``keep`` is per
+TOKEN, (B, T) or (T,) bool with T = P + number of embedding sources (True = use the value); a keep
+of length P leaves the embeddings to their NaN test. Output (B, S) logits.
 """
 
 from __future__ import annotations
@@ -166,45 +169,71 @@ class MaskSDM(nn.Module):
 
     @property
     def n_tokens(self) -> int:
+        """T: one token per tabular predictor and per embedding source."""
         return self.n_predictors + len(self.d_embeddings)
 
-    def tokenize(
-        self,
-        x: Tensor,
-        keep: Tensor | None = None,
-        embeddings: Sequence[Tensor] | None = None,
-        embedding_keep: Sequence[Tensor] | None = None,
-        *,
-        columns: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Tokens (B, T, d_token) with masked and NaN entries set to the mask token, and the
-        visibility (B, T) bool of each token (False = mask token).
+    @property
+    def n_inputs(self) -> int:
+        """Width of ``x``: the predictors, then every embedding source's values."""
+        return self.n_predictors + sum(self.d_embeddings)
 
-        With ``columns``, only those predictors are tokenised (``x`` is then (B, len(columns)));
-        the embedding tokens follow them, so T = len(columns) + number of embedding sources.
+    def _check_inputs(self, x: Tensor, keep: Tensor | None) -> Tensor | None:
+        if x.ndim != 2 or x.shape[1] not in (self.n_predictors, self.n_inputs):
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}, expected (batch, {self.n_inputs}): {self.n_predictors} "
+                f"predictors then the embedding values {list(self.d_embeddings)}"
+            )
+        if keep is None or keep.shape[-1] == self.n_tokens:
+            return keep
+        if keep.shape[-1] == self.n_predictors:  # the embeddings follow their NaN test alone
+            pad = torch.ones((*keep.shape[:-1], len(self.d_embeddings)), dtype=torch.bool, device=keep.device)
+            return torch.cat([keep, pad], dim=-1)
+        raise ValueError(f"keep has {keep.shape[-1]} entries per row, expected one per token ({self.n_tokens})")
+
+    def tokenize(
+        self, x: Tensor, keep: Tensor | None = None, *, columns: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens (B, K, d_token) with masked and NaN entries set to the mask token, and the
+        visibility (B, K) bool of each token (False = mask token).
+
+        ``x`` is the full input (B, P + sum(D_e)) (or (B, P)); ``keep`` (B, T), (T,) or None.
+        With ``columns`` (token indices, increasing), only those tokens are made (K = len(columns))
+        and ``keep`` is ignored: they are visible unless NaN.
         """
-        valid = ~torch.isnan(x)
-        keep = valid if keep is None else keep & valid
-        tokens = self.tokenizer(torch.nan_to_num(x, nan=0.0), columns)
+        p = self.n_predictors
+        values = x[:, :p]
+        if columns is None:
+            sources = list(range(len(self.d_embeddings)))
+            scalar_keep = None if keep is None else keep[..., :p]
+        else:
+            scalar_columns = columns[columns < p]
+            values = values[:, scalar_columns]
+            sources = (columns[columns >= p] - p).tolist()
+            scalar_keep = keep = None
+        valid = ~torch.isnan(values)
+        visible = valid if scalar_keep is None else scalar_keep & valid
+        tokens = self.tokenizer(torch.nan_to_num(values, nan=0.0), None if columns is None else scalar_columns)
         mask_token = self.mask_token.to(tokens.dtype)
-        tokens = torch.where(keep[..., None], tokens, mask_token)
-        if not self.d_embeddings:
-            return tokens, keep
+        tokens = torch.where(visible[..., None], tokens, mask_token)
+        if not sources:
+            return tokens, visible
         b = x.shape[0]
-        extra, extra_keep = [], []
-        for i, projection in enumerate(self.embedding_projections):
-            e = None if embeddings is None else embeddings[i]
-            if e is None:
+        starts = [p + sum(self.d_embeddings[:i]) for i in range(len(self.d_embeddings))]
+        extra, extra_visible = [], []
+        for i in sources:
+            if x.shape[1] == p:  # no embedding values given: masked
                 extra.append(mask_token.expand(b, -1))
-                extra_keep.append(torch.zeros(b, dtype=torch.bool, device=x.device))
+                extra_visible.append(torch.zeros(b, dtype=torch.bool, device=x.device))
                 continue
-            e_valid = ~torch.isnan(e).any(dim=-1)
-            e_keep = e_valid if embedding_keep is None else embedding_keep[i] & e_valid
-            token = projection(torch.nan_to_num(e, nan=0.0))
-            extra.append(torch.where(e_keep[:, None], token, mask_token.to(token.dtype)))
-            extra_keep.append(e_keep)
+            e = x[:, starts[i] : starts[i] + self.d_embeddings[i]]
+            e_visible = ~torch.isnan(e).any(dim=-1)
+            if keep is not None:
+                e_visible = e_visible & keep[..., p + i]
+            token = self.embedding_projections[i](torch.nan_to_num(e, nan=0.0))
+            extra.append(torch.where(e_visible[:, None], token, mask_token.to(token.dtype)))
+            extra_visible.append(e_visible)
         tokens = torch.cat([tokens, torch.stack(extra, dim=1).to(tokens.dtype)], dim=1)
-        return tokens, torch.cat([keep.expand(b, -1), torch.stack(extra_keep, dim=1)], dim=1)
+        return tokens, torch.cat([visible.expand(b, -1), torch.stack(extra_visible, dim=1)], dim=1)
 
     def trunk(self, tokens: Tensor) -> Tensor:
         """Transformer blocks and mean pooling over the full sequence: (B, T, d) -> (B, d)."""
@@ -243,29 +272,21 @@ class MaskSDM(nn.Module):
             tokens = block(tokens, bias)
         return (tokens * weight[..., None].to(tokens.dtype)).sum(dim=1) / t
 
-    def encode(
-        self,
-        x: Tensor,
-        keep: Tensor | None = None,
-        embeddings: Sequence[Tensor] | None = None,
-        embedding_keep: Sequence[Tensor] | None = None,
-        *,
-        collapse: bool | None = None,
-    ) -> Tensor:
+    def encode(self, x: Tensor, keep: Tensor | None = None, *, collapse: bool | None = None) -> Tensor:
         """Pooled features (B, d_token) before the head.
 
-        ``keep`` is (B, P), or (P,) for one predictor subset shared by every row. ``collapse``
+        ``keep`` is (B, T), or (T,) for one token subset shared by every row. ``collapse``
         (default: in eval mode) runs :meth:`collapsed_trunk`; it is exact without dropout, so it
-        is skipped in training mode unless asked for. With a shared subset only its predictors
-        are tokenised.
+        is skipped in training mode unless asked for. With a shared subset only its tokens are
+        made.
         """
+        keep = self._check_inputs(x, keep)
         if collapse is None:
             collapse = not self.training
         if collapse and keep is not None and keep.ndim == 1:
-            columns = torch.nonzero(keep).squeeze(1)
-            tokens, visible = self.tokenize(x[:, columns], None, embeddings, embedding_keep, columns=columns)
+            tokens, visible = self.tokenize(x, columns=torch.nonzero(keep).squeeze(1))
             return self.collapsed_trunk(tokens, visible, n_tokens=self.n_tokens)
-        tokens, visible = self.tokenize(x, keep, embeddings, embedding_keep)
+        tokens, visible = self.tokenize(x, keep)
         if collapse and not bool(visible.all()):
             return self.collapsed_trunk(tokens, visible)
         return self.trunk(tokens)
@@ -278,18 +299,10 @@ class MaskSDM(nn.Module):
         return F.linear(h, self.head.weight[species], self.head.bias[species])
 
     def forward(
-        self,
-        x: Tensor,
-        keep: Tensor | None = None,
-        embeddings: Sequence[Tensor] | None = None,
-        embedding_keep: Sequence[Tensor] | None = None,
-        species: Tensor | None = None,
-        *,
-        collapse: bool | None = None,
+        self, x: Tensor, keep: Tensor | None = None, species: Tensor | None = None, *, collapse: bool | None = None
     ) -> Tensor:
         """Logits (B, S), or (B, len(species)) for the species indexed by ``species``."""
-        pooled = self.encode(x, keep, embeddings, embedding_keep, collapse=collapse)
-        return self.head_logits(pooled, species)
+        return self.head_logits(self.encode(x, keep, collapse=collapse), species)
 
 
 def count_parameters(module: nn.Module) -> int:

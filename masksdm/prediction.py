@@ -133,7 +133,7 @@ def predict_window(
     keep = torch.as_tensor(np.array(plan.visible))
     species = np.array(plan.species_index)
     thresholds = None if plan.thresholds is None else torch.as_tensor(_code_thresholds(plan), device=device)
-    x = card.features(raw[cells]) if len(cells) else np.empty((0, len(card.predictors)), np.float32)
+    x = card.features(raw[cells]) if len(cells) else np.empty((0, card.n_columns), np.float32)
     for start in range(0, len(cells), batch):
         rows = cells[start : start + batch]
         logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
@@ -313,7 +313,8 @@ class MapResult:
 def _block_rows(stack: RasterStack, plan: MapPlan, memory_mb: float) -> int:
     """Strip height keeping a strip's arrays near ``memory_mb``; a multiple of 256 rows when possible."""
     n = len(plan.species)
-    per_cell = 4 * len(plan.read_names) * 3 + 16  # values read, raw and normalised, richness
+    columns = sum(stack.widths.get(name, 1) for name in plan.read_names)  # an embedding raster has many bands
+    per_cell = 4 * columns * 3 + 16  # values read, raw and normalised, richness
     if "probability" in plan.outputs:
         per_cell += n * np.dtype(np.float32 if plan.dtype == "float32" else plan.dtype).itemsize
     if "binary" in plan.outputs:

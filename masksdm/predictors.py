@@ -35,9 +35,13 @@ import numpy as np
 from masksdm.errors import DataError
 
 __all__ = [
+    "EMBEDDING",
     "GROUPS",
     "Predictor",
     "catalogue_entry",
+    "check_input_order",
+    "column_mask",
+    "input_widths",
     "default_predictors",
     "group_of",
     "predictor_groups",
@@ -48,22 +52,59 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Predictor:
-    """One tabular predictor.
+    """One model input: a tabular predictor, or an embedding vector (one token of ``width`` values).
 
     Attributes:
         name: column name in the workspace and, for rasters, the raster file stem.
         group: predictor group used for subsets and Shapley values.
-        source: ``"raster"`` (extracted at plot coordinates) or ``"table"`` (a plot-table column).
+        source: ``"raster"`` (extracted at plot coordinates), ``"table"`` (a plot-table column) or
+            ``"embedding"`` (a vector per plot in ``embeddings/<name>.parquet``, per map cell in a
+            ``<name>.tif`` raster of ``width`` bands).
         unit: physical unit, for documentation and plots.
+        width: number of values: 1 for a tabular predictor, the vector length for an embedding.
     """
 
     name: str
     group: str
     source: str = "raster"
     unit: str = ""
+    width: int = 1
 
-    def to_dict(self) -> dict[str, str]:
+    @property
+    def is_embedding(self) -> bool:
+        return self.source == EMBEDDING
+
+    def to_dict(self) -> dict[str, str | int]:
         return asdict(self)
+
+
+#: ``Predictor.source`` of embedding inputs; they always follow the tabular predictors.
+EMBEDDING = "embedding"
+
+
+def input_widths(predictors: Sequence[Predictor]) -> np.ndarray:
+    """(T,) number of input columns of each predictor (1, or an embedding's width)."""
+    return np.array([p.width for p in predictors], dtype=np.int64)
+
+
+def column_mask(mask: np.ndarray, predictors: Sequence[Predictor]) -> np.ndarray:
+    """Expand a per-predictor mask (..., T) to the input columns (..., sum of widths).
+
+    >>> ps = [Predictor("bio_1", "WorldClim"), Predictor("s2", "Satellite", "embedding", width=3)]
+    >>> column_mask(np.array([False, True]), ps)
+    array([False,  True,  True,  True])
+    """
+    return np.repeat(np.asarray(mask), input_widths(predictors), axis=-1)
+
+
+def check_input_order(predictors: Sequence[Predictor]) -> None:
+    """Embeddings must follow every tabular predictor (the model's token order)."""
+    kinds = [p.is_embedding for p in predictors]
+    if kinds != sorted(kinds):
+        raise DataError(
+            "embedding inputs must come after every tabular predictor, got the order "
+            f"{[p.name for p in predictors]}"
+        )
 
 
 _BIO_UNITS = {

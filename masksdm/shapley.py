@@ -369,9 +369,9 @@ def global_shapley(
 
 def _check_x(x: np.ndarray, card: ModelCard) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != len(card.predictors):
+    if x.ndim != 2 or x.shape[1] != card.n_columns:
         raise DataError(
-            f"predictors have shape {x.shape}, expected (sites, {len(card.predictors)}) in the model's order "
+            f"predictors have shape {x.shape}, expected (sites, {card.n_columns}) in the model's order "
             f"({', '.join(card.predictor_names[:4])}, ...): build them with card.features(raw)"
         )
     return x

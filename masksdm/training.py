@@ -42,7 +42,7 @@ from masksdm.inference import (
 from masksdm.losses import make_loss
 from masksdm.metrics import max_tss, mean_auc, roc_auc
 from masksdm.model import MaskSDM
-from masksdm.predictors import subset_mask
+from masksdm.predictors import input_widths, subset_mask
 from masksdm.workspace import Workspace
 
 __all__ = ["TrainResult", "train"]
@@ -181,7 +181,6 @@ def train(
     generator.manual_seed(tc.seed)
 
     predictors = ws.predictors
-    names = ws.predictor_names
     allowed = subset_mask(tc.use or None, predictors)
     train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
     if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
@@ -191,8 +190,9 @@ def train(
             "no species has both presences and absences in the validation split: use more plots, a "
             "larger --val-fraction or a smaller --block-size"
         )
-    x_train_np, _ = model_inputs(train_arr["x"], allowed, tc.masking)
-    x_val, keep_val = model_inputs(val_arr["x"], allowed, tc.masking)
+    widths = input_widths(predictors)
+    x_train_np, _ = model_inputs(train_arr["x"], allowed, tc.masking, widths)
+    x_val, keep_val = model_inputs(val_arr["x"], allowed, tc.masking, widths)
     x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
     y_train = torch.from_numpy(train_arr["y"]).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
@@ -204,7 +204,7 @@ def train(
         config=config,
         predictors=predictors,
         species=ws.species_names,
-        normalisation={n: ws.normalisation[n] for n in names},
+        normalisation={p.name: ws.normalisation[p.name] for p in predictors if not p.is_embedding},
     )
     model: MaskSDM = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)

@@ -8,6 +8,8 @@ Layout::
     occurrences.parquet   one row per presence: plot_id, species_id
     predictors.json       name, group, source and unit of each predictor, in model input order
     normalisation.json    mean and std of each predictor on the TRAINING split only
+    embeddings/<name>.*   optional embedding vectors per plot (.parquet) and per map cell (.tif),
+                          e.g. SMARTIES satellite embeddings (see masksdm.embeddings)
     models/<run>/         trained models (see masksdm.checkpoint)
 
 Plots are split into train/validation/test by spatial blocks (default 1 degree), as in the MaskSDM
@@ -29,11 +31,18 @@ import pandas as pd
 
 from masksdm import __version__
 from masksdm._io import write_json, write_parquet
+from masksdm.embeddings import EMBEDDINGS_DIR, align_embeddings
 from masksdm.errors import DataError, OutputExistsError
 from masksdm.plotdata import PlotData, check_coordinates
-from masksdm.predictors import Predictor, catalogue_entry, default_predictors
+from masksdm.predictors import (
+    Predictor,
+    catalogue_entry,
+    check_input_order,
+    default_predictors,
+    input_widths,
+)
 
-__all__ = ["SPLITS", "Workspace", "normalise", "prepare_workspace", "spatial_block_split"]
+__all__ = ["SPLITS", "Workspace", "normalise", "normalise_inputs", "prepare_workspace", "spatial_block_split"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +100,27 @@ def normalise(x: np.ndarray, names: Sequence[str], stats: Mapping[str, Mapping[s
     mean = np.array([stats[n]["mean"] for n in names])
     std = np.array([stats[n]["std"] for n in names])
     return ((np.asarray(x, dtype=np.float64) - mean) / (std + _NORM_EPS)).astype(np.float32)
+
+
+def normalise_inputs(
+    raw: np.ndarray, predictors: Sequence[Predictor], stats: Mapping[str, Mapping[str, float]]
+) -> np.ndarray:
+    """Model inputs (N, sum of widths) float32 from raw values: tabular predictors z-scored with
+    ``stats``, embedding vectors as they are."""
+    raw = np.asarray(raw)
+    widths = input_widths(predictors)
+    if raw.ndim != 2 or raw.shape[1] != widths.sum():
+        raise DataError(
+            f"raw inputs have shape {raw.shape}, expected (rows, {int(widths.sum())}): "
+            f"{', '.join(p.name for p in predictors[:4])}, ... in this order"
+        )
+    scalar = np.repeat([not p.is_embedding for p in predictors], widths)
+    if scalar.all():
+        return normalise(raw, [p.name for p in predictors], stats)
+    out = raw.astype(np.float32)
+    names = [p.name for p in predictors if not p.is_embedding]
+    out[:, scalar] = normalise(raw[:, scalar], names, stats)
+    return out
 
 
 def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: Mapping[str, str]) -> list[Predictor]:
@@ -291,13 +321,45 @@ class Workspace:
         return (self.plots["split"] == split).to_numpy()
 
     def raw_predictors(self, split: str | None = None, names: Sequence[str] | None = None) -> np.ndarray:
-        """Predictor values in raw units, (N, P) float64 with NaN for missing."""
+        """Predictor values in raw units, (N, sum of widths) float64 with NaN for missing; an
+        embedding contributes its whole vector."""
         names = list(names) if names is not None else self.predictor_names
-        return self.plots.loc[self.split_mask(split), names].to_numpy(dtype=np.float64)
+        mask = self.split_mask(split)
+        kind = {p.name: p for p in self.predictors}
+        blocks: list[np.ndarray] = []
+        tabular: list[str] = []
+        for name in names:
+            if name in kind and kind[name].is_embedding:
+                if tabular:
+                    blocks.append(self.plots.loc[mask, tabular].to_numpy(dtype=np.float64))
+                    tabular = []
+                blocks.append(self.embedding(name)[mask].astype(np.float64))
+            else:
+                tabular.append(name)
+        if tabular or not blocks:
+            blocks.append(self.plots.loc[mask, tabular].to_numpy(dtype=np.float64))
+        return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+
+    def embedding(self, name: str) -> np.ndarray:
+        """Vectors (N_plots, D) float32 of embedding source ``name``, NaN where missing."""
+        return align_embeddings(self.path / EMBEDDINGS_DIR / f"{name}.parquet", self.plots["plot_id"].to_numpy())
 
     def features(self, split: str | None = None) -> np.ndarray:
-        """Normalised predictors (N, P) float32, NaN where missing."""
-        return normalise(self.raw_predictors(split), self.predictor_names, self.normalisation)
+        """Model inputs (N, sum of widths) float32: predictors normalised, NaN where missing."""
+        return normalise_inputs(self.raw_predictors(split), self.predictors, self.normalisation)
+
+    def add_embedding(self, predictor: Predictor) -> None:
+        """List an embedding source (its ``embeddings/<name>.parquet`` already written) among the
+        predictors, after the tabular ones; a source of the same name is replaced."""
+        if not predictor.is_embedding:
+            raise ValueError(f"{predictor.name!r} is not an embedding (source={predictor.source!r})")
+        if (clash := catalogue_entry(predictor.name)) is not None or predictor.name in self.plots.columns:
+            raise DataError(f"embedding name {predictor.name!r} is already a predictor name ({clash or 'plot column'})")
+        kept = [p for p in self.predictors if p.name != predictor.name]
+        predictors = [*kept, predictor]
+        check_input_order(predictors)
+        write_json(self.path / "predictors.json", [p.to_dict() for p in predictors])
+        self.__dict__.pop("predictors", None)
 
     def labels(self, split: str | None = None) -> np.ndarray:
         """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id."""

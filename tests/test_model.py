@@ -63,10 +63,23 @@ def test_embedding_token_masking():
     model = small(d_embeddings=(3,))
     x = torch.randn(2, 5)
     e = torch.randn(2, 3)
-    hidden = model(x, None, [e], [torch.zeros(2, dtype=torch.bool)])
-    torch.testing.assert_close(hidden, model(x, None, [torch.full((2, 3), float("nan"))]))
-    torch.testing.assert_close(hidden, model(x, None, None))
-    assert not torch.allclose(hidden, model(x, None, [e]))
+    wide = torch.cat([x, e], dim=1)
+    hidden = model(wide, torch.tensor([True] * 5 + [False]))
+    torch.testing.assert_close(hidden, model(torch.cat([x, torch.full((2, 3), float("nan"))], dim=1)))
+    torch.testing.assert_close(hidden, model(x))  # no embedding values: masked
+    wide_one_nan = wide.clone()
+    wide_one_nan[:, 1 + 5] = float("nan")  # one NaN anywhere in an embedding masks its token
+    torch.testing.assert_close(hidden, model(wide_one_nan))
+    assert not torch.allclose(hidden, model(wide))
+    torch.testing.assert_close(model(wide), model(wide, torch.ones(5, dtype=torch.bool)))  # keep of length P
+
+
+def test_rejects_wrong_input_widths():
+    model = small(d_embeddings=(3,))
+    with pytest.raises(ValueError, match="expected \\(batch, 8\\)"):
+        model(torch.randn(2, 7))
+    with pytest.raises(ValueError, match="one per token"):
+        model(torch.randn(2, 8), torch.ones(2, 7, dtype=torch.bool))
 
 
 def test_rejects_bad_sizes():
@@ -83,22 +96,20 @@ def test_collapsed_mask_tokens_match_the_full_sequence(seed):
     torch.manual_seed(seed)
     model = MaskSDM(n_predictors=23, n_species=7, d_embeddings=(5, 3), d_token=16, n_blocks=3, n_heads=4).eval()
     n = 64
-    x = torch.randn(n, 23) * 2
-    x[torch.rand(n, 23) < 0.15] = float("nan")
-    keep = torch.rand(n, 23) < torch.rand(n, 1)  # every masking rate from 0 to 1
+    x = torch.randn(n, 23 + 8) * 2
+    x[:, :23][torch.rand(n, 23) < 0.15] = float("nan")
+    x[torch.rand(n) < 0.3, 25] = float("nan")  # some rows without the first embedding
+    keep = torch.rand(n, 25) < torch.rand(n, 1)  # every masking rate from 0 to 1
     keep[0], keep[1] = True, False  # a row with nothing masked by keep, one with everything masked
-    x[0] = torch.randn(23)  # and no NaN: the first row has no masked token at all
-    e = [torch.randn(n, 5), torch.randn(n, 3)]
-    e_keep = [torch.rand(n) < 0.5, torch.ones(n, dtype=torch.bool)]
-    e_keep[0][0] = True
+    x[0] = torch.randn(31)  # and no NaN: the first row has no masked token at all
     with torch.no_grad():
-        full = model(x, keep, e, e_keep, collapse=False)
-        collapsed = model(x, keep, e, e_keep, collapse=True)
-        default = model(x, keep, e, e_keep)
+        full = model(x, keep, collapse=False)
+        collapsed = model(x, keep, collapse=True)
+        default = model(x, keep)
     torch.testing.assert_close(collapsed, full, atol=1e-5, rtol=1e-5)
     assert torch.equal(default, collapsed)  # eval mode collapses by default
     # one shared keep pattern (the Shapley case): no padding at all
-    shared = torch.rand(23) < 0.4
+    shared = torch.rand(25) < 0.4
     with torch.no_grad():
         torch.testing.assert_close(
             model(x.nan_to_num(), shared.expand(n, -1), collapse=True),
@@ -140,19 +151,19 @@ def test_training_mode_keeps_the_full_sequence():
     assert seen == [5]
 
 
-@pytest.mark.parametrize("visible", [[0, 3, 7], [], list(range(23))])
+@pytest.mark.parametrize("visible", [[0, 3, 7], [], list(range(23)), [2, 23], [23]])
 def test_shared_subset_tokenises_only_its_predictors_and_matches(visible):
     torch.manual_seed(0)
     model = MaskSDM(n_predictors=23, n_species=6, d_embeddings=(4,), d_token=16, n_blocks=2, n_heads=4).eval()
-    x = torch.randn(40, 23)
-    x[torch.rand(40, 23) < 0.2] = float("nan")  # NaN inside the subset still means masked
-    e, e_keep = [torch.randn(40, 4)], [torch.rand(40) < 0.5]
-    keep = torch.zeros(23, dtype=torch.bool)
+    x = torch.randn(40, 27)
+    x[:, :23][torch.rand(40, 23) < 0.2] = float("nan")  # NaN inside the subset still means masked
+    x[torch.rand(40) < 0.5, 24] = float("nan")  # and a missing embedding too
+    keep = torch.zeros(24, dtype=torch.bool)
     keep[visible] = True
     seen = []
     model.tokenizer.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
     with torch.no_grad():
-        shared = model(x, keep, e, e_keep)
-        full = model(x, keep.expand(40, -1), e, e_keep, collapse=False)
+        shared = model(x, keep)
+        full = model(x, keep.expand(40, -1), collapse=False)
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
-    assert seen[0] == len(visible)  # the other predictors were never tokenised
+    assert seen[0] == len([v for v in visible if v < 23])  # the other predictors were never tokenised

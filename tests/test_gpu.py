@@ -86,3 +86,42 @@ def test_maps_on_the_gpu_match_the_cpu(tiny_run, tmp_path):
         with rasterio.open(tmp_path / device / "probability.tif") as src:
             maps[device] = src.read().astype(int)
     assert np.abs(maps["cpu"] - maps["cuda"]).max() <= 1  # one quantisation step at most
+
+
+def test_smarties_vitb_on_the_gpu_bf16_and_both_projection_forms_agree():
+    import torch.nn.functional as F
+
+    from foundation_encoders.smarties import build_smarties
+    from foundation_encoders.spectrum import SENTINEL2_L2A_BANDS
+
+    torch.manual_seed(0)
+    model = build_smarties("smarties-vitb").cuda()
+    x = torch.randn(8, 12, 224, 224, device="cuda")
+    with torch.no_grad():
+        fp32 = model(x, SENTINEL2_L2A_BANDS)
+        reference = model(x, SENTINEL2_L2A_BANDS, reference=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model(x, SENTINEL2_L2A_BANDS).float()
+    assert F.cosine_similarity(fp32, reference).min() > 0.9999  # cuDNN may run the convolution in TF32
+    assert F.cosine_similarity(fp32, bf16).min() > 0.99
+
+
+def test_embedding_pipeline_on_the_gpu_matches_the_cpu(ben_dir):
+    import torch.nn.functional as F
+
+    from foundation_encoders.embed import embed_locations
+    from foundation_encoders.imagery import find_scenes
+    from foundation_encoders.smarties import build_smarties
+    from tests.test_embed import _centres
+
+    torch.manual_seed(0)
+    encoder = build_smarties("smarties-tiny")
+    scenes = find_scenes(ben_dir / "BigEarthNet-S2-Example")
+    lon, lat = _centres(scenes)
+    cpu = embed_locations(encoder, scenes, lon, lat, device="cpu", progress=False)
+    gpu = embed_locations(encoder, scenes, lon, lat, device="cuda", precision="fp32", progress=False)
+    bf16 = embed_locations(encoder, scenes, lon, lat, device="cuda", progress=False)  # bf16 by default on CUDA
+    assert gpu.available.all() and bf16.available.all()
+    cpu_t = torch.from_numpy(cpu.vectors)
+    assert F.cosine_similarity(torch.from_numpy(gpu.vectors), cpu_t).min() > 0.999
+    assert F.cosine_similarity(torch.from_numpy(bf16.vectors), cpu_t).min() > 0.98

@@ -1,0 +1,609 @@
+"""Sentinel-2 / Sentinel-1 imagery: find scenes on disk and read a window around a point.
+
+Data format. A *scene* is a set of co-registered bands in one CRS, stored either
+
+* as per-band GeoTIFFs named ``<prefix>_<BAND>.tif`` (or ``.tiff``), grouped by prefix within a
+  folder, as in BigEarthNet v1 (``S2A_MSIL2A_20171221T112501_56_35/..._56_35_B04.tif``, with an
+  optional ``<prefix>_labels_metadata.json`` sidecar); or
+* as one multi-band GeoTIFF / COG whose band descriptions are band names (or whose names are
+  given with ``find_scenes(..., bands=[...])``).
+
+Band names follow the ESA Copernicus products: Sentinel-2 L2A bands ``B01``-``B12`` and ``B8A``
+(10 m: B02 B03 B04 B08; 20 m: B05 B06 B07 B8A B11 B12; 60 m: B01 B09; the L1C-only cirrus band
+``B10`` is skipped) as reflectance x 10 000 in uint16 with 0 = NO_DATA, and Sentinel-1 GRD
+backscatter ``VV`` and ``VH`` as float32 dB. ``B1``, ``B08A`` and lower case are accepted.
+The layout and the reading recipe follow BigEarthNet (Sumbul et al., "BigEarthNet: A Large-Scale
+Benchmark Archive for Remote Sensing Image Understanding", IGARSS 2019) and BigEarthNet-MM
+(Sumbul et al., "BigEarthNet-MM: A Large-Scale, Multimodal, Multilabel Benchmark Archive for
+Remote Sensing Image Classification and Retrieval", IEEE GRSM 2021), which SMARTIES was evaluated
+on: every band is resampled bilinearly onto one 10 m grid, 120 x 120 px (1.2 km) per patch.
+
+Processing baseline 04.00 (products since 2022-01-25) adds 1000 to every Sentinel-2 DN
+(``BOA_ADD_OFFSET = -1000``). :attr:`Scene.offset` is subtracted on read so values match the
+offset-free BigEarthNet statistics SMARTIES normalises with; see :func:`find_scenes` for how it is
+detected. Each scene keeps its own CRS (BigEarthNet spans several UTM zones); :func:`locate`
+projects WGS84 points into each one.
+
+Example:
+    >>> from rasterio.crs import CRS
+    >>> scene = Scene(name="p", sensor="S1", crs=CRS.from_epsg(32633), bounds=(0.0, 0.0, 1.2e3, 1.2e3),
+    ...               bands={"VH": ("p_VH.tif", 1), "VV": ("p_VV.tif", 1)}, nodata=None,
+    ...               offset=0.0, offset_source="Sentinel-1: no offset")
+    >>> scene.band_names
+    ('VV', 'VH')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from numpy.typing import ArrayLike
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+
+__all__ = ["S1_BANDS", "S2_BANDS", "ImageryError", "Scene", "SceneList", "find_scenes", "locate"]
+
+#: Sentinel-2 bands in SMARTIES / BigEarthNet order (no B10).
+S2_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"
+)
+#: Sentinel-1 bands in SMARTIES order.
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
+
+_SKIPPED_BANDS = {"B10": "B10 (cirrus, L1C only; SMARTIES' Sentinel-2 band set has no B10)"}
+_ORDER = {name: i for i, name in enumerate(S2_BANDS + S1_BANDS)}
+_BAND_RE = re.compile(r"^(?:B0?(\d{1,2})(A?)|(VV|VH))$", re.IGNORECASE)
+_PER_BAND_RE = re.compile(r"^(?P<prefix>.+)_(?P<band>[^_]+)$")
+_BASELINE_RE = re.compile(r"_N(\d{4})(?=[_.]|$)")
+_DATE_RE = re.compile(r"(?<!\d)(20\d{6})(?!\d)")
+_OFFSET_DATE = dt.date(2022, 1, 25)
+_ASSUMED = (
+    "assumed (no processing baseline or date found; pass --l2a-offset 1000 for products of baseline 04.00+)"
+)
+_EXPECTED = (
+    "expected per-band GeoTIFFs named <prefix>_<BAND>.tif or .tiff "
+    "(e.g. S2A_MSIL2A_20171221T112501_56_35_B04.tif, <prefix>_VV.tif) or multi-band GeoTIFF/COG "
+    "files whose band descriptions are band names (B01..B12, B8A, VV, VH)"
+)
+
+
+class ImageryError(ValueError):
+    """Imagery that cannot be found, grouped or read as asked."""
+
+
+def _canonical_band(token: str) -> str | None:
+    """Canonical band name (``'B08A'`` -> ``'B8A'``, ``'B1'`` -> ``'B01'``, ``'vv'`` -> ``'VV'``) or None."""
+    m = _BAND_RE.match(token.strip())
+    if m is None:
+        return None
+    if m[3]:
+        return m[3].upper()
+    number = int(m[1])
+    if m[2]:
+        return "B8A" if number == 8 else None
+    return f"B{number:02d}" if 1 <= number <= 12 else None
+
+
+@dataclass(eq=False)
+class Scene:
+    """Co-registered bands of one Sentinel-2 or Sentinel-1 acquisition (or composite).
+
+    Attributes:
+        name: Scene name (the per-band file prefix, or the multi-band file stem).
+        sensor: ``"S2"`` or ``"S1"``.
+        crs: CRS of every band (a rasterio CRS).
+        bounds: ``(left, bottom, right, top)`` in ``crs``: the intersection of the bands' bounds.
+        bands: Canonical band name -> ``(file path, 1-based band index in that file)``.
+        nodata: Nodata value for integer files that declare none (Sentinel-2: 0, ESA's
+            NO_DATA; Sentinel-1: None). Files that declare one use their own; float files
+            without one use NaN.
+        offset: Subtracted from raw DN on read: 1000 for Sentinel-2 of processing baseline
+            04.00+, else 0.
+        offset_source: How ``offset`` was decided, human readable.
+        skipped: Bands found but left out, with the reason (e.g. B10, unrecognised descriptions).
+
+    Opened datasets are cached on the scene by :meth:`read`; call :meth:`close` (or use the scene
+    as a context manager) when done with it. A scene is not thread-safe.
+    """
+
+    name: str
+    sensor: str
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    bands: dict[str, tuple[str, int]]
+    nodata: float | None
+    offset: float
+    offset_source: str
+    skipped: tuple[str, ...] = ()
+    _datasets: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names in canonical order (S2: B01 ... B8A B09 B11 B12; S1: VV VH)."""
+        return tuple(sorted(self.bands, key=_ORDER.__getitem__))
+
+    def read(
+        self,
+        x: float,
+        y: float,
+        *,
+        size_px: int = 120,
+        resolution: float = 10.0,
+        bands: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read the square window of ``size_px * resolution`` metres centred on ``(x, y)``.
+
+        Every band is warped onto the window's grid (``size_px`` x ``size_px`` pixels of
+        ``resolution`` in the scene CRS) with bilinear resampling, so 20 m and 60 m bands are
+        upsampled as BigEarthNet's readers do: on the patch's own 10 m grid the 10 m and 20 m
+        bands equal rasterio's ``read(out_shape=..., resampling=bilinear)``. NOTE[DIFF]: the 60 m
+        bands can differ by 1 DN where the bilinear value is an exact .5, which GDAL's warper
+        and its RasterIO resampler round apart; the warper is used because it keeps nodata out of
+        the interpolation and marks pixels outside the image. Those pixels, and pixels on source
+        nodata, are NaN.
+
+        Args:
+            x: Window centre in the scene CRS.
+            y: Window centre in the scene CRS.
+            size_px: Window width and height in pixels.
+            resolution: Pixel size in CRS units (metres for UTM).
+            bands: Band names to read, in the order wanted (any accepted spelling); default all,
+                in canonical order (:attr:`band_names`).
+
+        Returns:
+            ``(data, valid)``: ``data`` float32 ``(C, size_px, size_px)`` of raw values minus
+            :attr:`offset` (Sentinel-2 DN, Sentinel-1 dB), NaN where invalid; ``valid`` bool
+            ``(size_px, size_px)``, False where any band is nodata, NaN or outside the image.
+
+        Raises:
+            ImageryError: On an unknown or absent band, B10, a non-finite centre or a bad size.
+        """
+        names = self._resolve(bands)
+        if not (isinstance(size_px, int | np.integer) and size_px > 0):
+            raise ImageryError(f"size_px must be a positive integer, got {size_px=}")
+        if not (math.isfinite(resolution) and resolution > 0):
+            raise ImageryError(f"resolution must be positive, got {resolution=}")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ImageryError(f"window centre must be finite, got {x=}, {y=} (see locate's -1)")
+        half = size_px * resolution / 2
+        left = self._snap(x - half, self.bounds[0], resolution)
+        top = self._snap(y + half, self.bounds[3], resolution)
+        transform = Affine(resolution, 0.0, left, 0.0, -resolution, top)
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        for position, name in enumerate(names):
+            path, index = self.bands[name]
+            by_file.setdefault(path, []).append((position, index))
+        data = np.empty((len(names), size_px, size_px), np.float32)
+        invalid = np.zeros((len(names), size_px, size_px), bool)
+        for path, members in by_file.items():
+            src = self._dataset(path)
+            src_nodata, dst_nodata, dtype = self._nodata_plan(src)
+            options: dict[str, Any] = {"nodata": dst_nodata, "dtype": dtype}
+            if src_nodata is not None:
+                options["src_nodata"] = src_nodata
+            with WarpedVRT(src, crs=src.crs, transform=transform, width=size_px, height=size_px,
+                           resampling=Resampling.bilinear, **options) as vrt:
+                block = vrt.read([index for _, index in members])
+            positions = [position for position, _ in members]
+            bad = np.isnan(block) if block.dtype.kind == "f" else np.zeros(block.shape, bool)
+            if not math.isnan(dst_nodata):
+                bad |= block == dst_nodata
+            data[positions] = block
+            invalid[positions] = bad
+        if self.offset:
+            data -= np.float32(self.offset)
+        data[invalid] = np.nan
+        valid = np.logical_not(invalid.any(axis=0))
+        return data, valid
+
+    def close(self) -> None:
+        """Close the datasets :meth:`read` opened."""
+        for src in self._datasets.values():
+            src.close()
+        self._datasets.clear()
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open datasets do not pickle; a copy (e.g. on a dask worker) reopens lazily.
+        return {**self.__dict__, "_datasets": {}}
+
+    def _resolve(self, bands: Sequence[str] | None) -> list[str]:
+        if bands is None:
+            return list(self.band_names)
+        if isinstance(bands, str):
+            raise ImageryError(f"bands must be a list of names, got the string {bands!r}")
+        names = []
+        for token in bands:
+            name = _canonical_band(token)
+            if name in _SKIPPED_BANDS:
+                raise ImageryError(
+                    f"{_SKIPPED_BANDS[name]} is not read; scene {self.name!r} has {self.band_names}"
+                )
+            if name is None or name not in self.bands:
+                raise ImageryError(f"scene {self.name!r} has no band {token!r}; it has {self.band_names}")
+            names.append(name)
+        return names
+
+    def _dataset(self, path: str) -> Any:
+        if path not in self._datasets:
+            self._datasets[path] = rasterio.open(path)
+        return self._datasets[path]
+
+    def _nodata_plan(self, src: Any) -> tuple[float | None, float, str]:
+        """(source nodata to leave out, destination nodata, working dtype) for one file."""
+        dtype = src.dtypes[0]
+        if src.nodata is not None:
+            return src.nodata, src.nodata, dtype
+        if np.dtype(dtype).kind == "f":
+            return math.nan, math.nan, dtype
+        if self.nodata is not None:
+            return self.nodata, self.nodata, dtype
+        # An integer file without any nodata value: warp to float so outside can be NaN.
+        return None, math.nan, "float32"
+
+    @staticmethod
+    def _snap(value: float, origin: float, resolution: float) -> float:
+        # A lon/lat round trip moves the centre by ~1e-9 m, which would flip the rounding of exact
+        # .5 bilinear values; windows that sit on the scene grid to 1e-6 px are put back on it.
+        steps = (value - origin) / resolution
+        return origin + round(steps) * resolution if abs(steps - round(steps)) < 1e-6 else value
+
+
+class SceneList(list[Scene]):
+    """The scenes :func:`find_scenes` found, plus ``problems``: what it dropped and why.
+
+    Attributes:
+        problems: One message per dropped scene or file (e.g. bands in different CRSs, a file
+            without band names, a folder without imagery), naming the files involved.
+    """
+
+    def __init__(self, scenes: Iterable[Scene] = (), problems: Iterable[str] = ()) -> None:
+        super().__init__(scenes)
+        self.problems: list[str] = list(problems)
+
+
+@dataclass
+class _File:
+    """What discovery needs from one GeoTIFF (read once, then closed)."""
+
+    path: Path
+    context: tuple[str, ...]  # folder names between the search root (included) and the file
+    crs: CRS | None
+    bounds: tuple[float, float, float, float]
+    count: int
+    descriptions: tuple[str | None, ...]
+    nodata: float | None
+    tags: dict[str, str]
+
+
+_Members = list[tuple[str, _File, int]]  # (canonical band, file, 1-based band index)
+
+
+def _inspect(path: Path, context: tuple[str, ...]) -> _File:
+    with rasterio.open(path) as src:
+        tags = {key.upper(): value for key, value in src.tags().items()}
+        for index in src.indexes:
+            tags.update({key.upper(): value for key, value in src.tags(index).items()})
+        return _File(
+            path, context, src.crs, tuple(src.bounds), src.count, tuple(src.descriptions), src.nodata, tags
+        )
+
+
+def find_scenes(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    bands: Sequence[str] | None = None,
+    l2a_offset: str | int = "auto",
+) -> SceneList:
+    """Find Sentinel-2 / Sentinel-1 scenes in folders (searched recursively) and files.
+
+    Per-band GeoTIFFs (``<prefix>_<BAND>.tif``, one band each) are grouped by folder and prefix;
+    any other GeoTIFF is a multi-band scene named by its band descriptions or by ``bands``. The
+    sensor follows from the band names (VV/VH: ``"S1"``). B10 and unrecognised descriptions are
+    left out and listed in :attr:`Scene.skipped`.
+
+    ``l2a_offset="auto"`` decides each Sentinel-2 scene's offset from, in order: a
+    ``BOA_ADD_OFFSET*``/``RADIO_ADD_OFFSET*`` GDAL metadata tag; a ``PROCESSING_BASELINE`` tag;
+    a processing baseline ``_N0400_`` in file/folder names or tag values; the ``tile_source`` of a
+    BigEarthNet ``<prefix>_labels_metadata.json`` sidecar (baseline 04.00 or later: 1000, else
+    0); the acquisition date in the names (2022-01-25 or later: 1000; reprocessed older products
+    are missed, hence the baseline first); else 0, marked as assumed. Sentinel-1 is never offset.
+
+    Args:
+        paths: Folders and/or GeoTIFF files (one path or several).
+        bands: Band names of every multi-band file, in file order (overrides its descriptions);
+            the count must match each file's band count. Per-band files ignore it.
+        l2a_offset: ``"auto"``, ``0`` or ``1000`` (the last two force the Sentinel-2 offset).
+
+    Returns:
+        The usable scenes, in discovery order, as a :class:`SceneList` (a ``list[Scene]``) whose
+        ``problems`` lists the scenes and files left out and why.
+
+    Raises:
+        ImageryError: If a path does not exist, ``bands``/``l2a_offset`` is invalid, or no usable
+            scene is found (the message lists every problem).
+    """
+    offset_choice = _check_offset(l2a_offset)
+    names = _check_band_list(bands)
+    roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    problems: list[str] = []
+    files: list[tuple[Path, tuple[str, ...]]] = []
+    seen: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            raise ImageryError(f"imagery path '{root}' does not exist")
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".tif", ".tiff"} and p.is_file())
+            if not found:
+                problems.append(f"no imagery found under '{root}': {_EXPECTED}")
+            listed = [(p, (root.name, *p.relative_to(root).parent.parts)) for p in found]
+        else:
+            listed = [(root, (root.parent.name,))]
+        for path, context in listed:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append((path, context))
+
+    groups: dict[tuple[Path, str], _Members] = {}
+    singles: list[tuple[str, Path, _Members, list[str]]] = []
+    for path, context in files:
+        try:
+            info = _inspect(path, context)
+        except RasterioIOError as err:
+            problems.append(f"'{path}': cannot be opened as a raster ({err})")
+            continue
+        m = _PER_BAND_RE.match(path.stem)
+        band = _canonical_band(m["band"]) if m else None
+        if m and band and info.count == 1:
+            groups.setdefault((path.parent, m["prefix"]), []).append((band, info, 1))
+            continue
+        try:
+            members, notes = _multiband_members(info, names)
+        except ImageryError as err:
+            problems.append(str(err))
+            continue
+        singles.append((path.stem, path, members, notes))
+
+    candidates: list[tuple[str, Path, _Members, list[str]]]
+    candidates = [(prefix, folder / f"{prefix}_labels_metadata.json", members, [])
+                  for (folder, prefix), members in groups.items()]
+    candidates += [(stem, path.with_name(f"{stem}_labels_metadata.json"), members, notes)
+                   for stem, path, members, notes in singles]
+    scenes = []
+    for name, sidecar, members, notes in candidates:
+        try:
+            scenes.append(_build_scene(name, members, notes, sidecar, offset_choice))
+        except ImageryError as err:
+            problems.append(str(err))
+    if not scenes:
+        where = ", ".join(f"'{root}'" for root in roots)
+        details = "".join(f"\n  - {p}" for p in problems)
+        raise ImageryError(f"no usable Sentinel-2/Sentinel-1 scene in {where}:{details or ' ' + _EXPECTED}")
+    return SceneList(scenes, problems)
+
+
+def _check_offset(l2a_offset: str | int) -> float | None:
+    if isinstance(l2a_offset, str) and l2a_offset.strip().lower() == "auto":
+        return None
+    try:
+        value = float(l2a_offset)
+    except (TypeError, ValueError):
+        value = math.nan
+    if value not in (0.0, 1000.0):
+        raise ImageryError(f"l2a_offset must be 'auto', 0 or 1000, got {l2a_offset=}")
+    return value
+
+
+def _check_band_list(bands: Sequence[str] | None) -> list[str] | None:
+    if bands is None:
+        return None
+    if isinstance(bands, str):
+        raise ImageryError(f"bands must be a list of names, got the string {bands!r}")
+    names = [_canonical_band(b) for b in bands]
+    bad = [b for b, n in zip(bands, names, strict=True) if n is None]
+    if bad:
+        known = ", ".join(S2_BANDS + S1_BANDS)
+        raise ImageryError(f"unknown band names {bad} in bands=; use {known} (or B10)")
+    return [n for n in names if n is not None]
+
+
+def _multiband_members(info: _File, names: list[str] | None) -> tuple[_Members, list[str]]:
+    """Band name of each band of a multi-band file, from ``names`` or the descriptions."""
+    if names is not None and len(names) != info.count:
+        raise ImageryError(
+            f"'{info.path}' has {info.count} bands but bands= names {len(names)}: {names}; "
+            "give one name per band"
+        )
+    if names is None and not any(info.descriptions):
+        raise ImageryError(
+            f"'{info.path}': no band names (no band descriptions, and not named <prefix>_<BAND>.tif); "
+            "pass bands=[...] (e.g. --bands B02,B03,B04,B08) in file order"
+        )
+    members, notes = [], []
+    for index, label in enumerate(names or info.descriptions, start=1):
+        band = _canonical_band(label) if label else None
+        if band is None:
+            notes.append(f"band {index} of {info.path.name} ({label!r}: not a Sentinel-2/-1 band name)")
+        else:
+            members.append((band, info, index))
+    return members, notes
+
+
+def _build_scene(
+    name: str, members: _Members, notes: list[str], sidecar: Path, offset_choice: float | None
+) -> Scene:
+    skipped = list(notes)
+    bands: dict[str, tuple[str, int]] = {}
+    infos: dict[Path, _File] = {}
+    for band, info, index in members:
+        if band in _SKIPPED_BANDS:
+            skipped.append(f"{_SKIPPED_BANDS[band]}: {info.path.name}")
+        elif band in bands:
+            skipped.append(f"{band} again in {info.path.name} (kept {Path(bands[band][0]).name})")
+        else:
+            bands[band] = (str(info.path), index)
+            infos[info.path] = info
+    if not bands:
+        raise ImageryError(f"scene {name!r}: no usable band ({'; '.join(skipped)})")
+    sensors = {"S1" if band in S1_BANDS else "S2" for band in bands}
+    if len(sensors) > 1:
+        raise ImageryError(
+            f"scene {name!r} mixes Sentinel-2 and Sentinel-1 bands {sorted(bands)}; keep them apart"
+        )
+    sensor = sensors.pop()
+    first = next(iter(infos.values()))
+    if first.crs is None or any(i.crs is None or i.crs != first.crs for i in infos.values()):
+        listing = ", ".join(f"{p.name} ({i.crs.to_string() if i.crs else 'no CRS'})" for p, i in infos.items())
+        raise ImageryError(
+            f"scene {name!r}: bands in different CRSs or without one: {listing}; reproject them to one CRS"
+        )
+    left, bottom, right, top = (
+        max(i.bounds[0] for i in infos.values()), max(i.bounds[1] for i in infos.values()),
+        min(i.bounds[2] for i in infos.values()), min(i.bounds[3] for i in infos.values()),
+    )
+    if not (left < right and bottom < top):
+        raise ImageryError(f"scene {name!r}: its bands do not overlap ({', '.join(p.name for p in infos)})")
+    declared = {i.nodata for i in infos.values()}
+    default = 0.0 if sensor == "S2" else None  # ESA's NO_DATA for Sentinel-2 DN
+    nodata = declared.pop() if len(declared) == 1 and None not in declared else default
+    if sensor == "S1":
+        offset, source = 0.0, "Sentinel-1: no offset"
+    elif offset_choice is not None:
+        offset, source = offset_choice, f"given (l2a_offset={offset_choice:g})"
+    else:
+        offset, source = _detect_offset(name, list(infos.values()), sidecar)
+    return Scene(name=name, sensor=sensor, crs=first.crs, bounds=(left, bottom, right, top), bands=bands,
+                 nodata=nodata, offset=offset, offset_source=source, skipped=tuple(skipped))
+
+
+def _baseline_offset(baseline: str, where: str) -> tuple[float, str]:
+    number = int(baseline)
+    label = f"{number // 100:02d}.{number % 100:02d}"
+    return (1000.0 if number >= 400 else 0.0), f"processing baseline {label} in {where}"
+
+
+def _detect_offset(name: str, infos: list[_File], sidecar: Path) -> tuple[float, str]:
+    """Sentinel-2 DN offset and how it was found (see :func:`find_scenes`)."""
+    for info in infos:
+        for key, value in info.tags.items():
+            if key.startswith(("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")):
+                try:
+                    return abs(float(value)), f"{key}={value} in the GDAL metadata of {info.path.name}"
+                except ValueError:
+                    continue
+    for info in infos:
+        m = re.search(r"(\d{2})\.?(\d{2})", info.tags.get("PROCESSING_BASELINE", ""))
+        if m:
+            return _baseline_offset(m[1] + m[2], f"the PROCESSING_BASELINE tag of {info.path.name}")
+    names = [name, *(i.path.name for i in infos), *dict.fromkeys(part for i in infos for part in i.context)]
+    for text in names + [value for i in infos for value in i.tags.values()]:
+        if m := _BASELINE_RE.search(text):
+            return _baseline_offset(m[1], repr(text))
+    if not sidecar.is_file():
+        jsons = sorted(sidecar.parent.glob("*_labels_metadata.json"))
+        sidecar = jsons[0] if len(jsons) == 1 else sidecar
+    if sidecar.is_file():
+        try:
+            tile_source = str(json.loads(sidecar.read_text()).get("tile_source", ""))
+        except (OSError, ValueError, AttributeError):
+            tile_source = ""
+        if m := _BASELINE_RE.search(tile_source):
+            return _baseline_offset(m[1], f"{sidecar.name} (tile_source {tile_source})")
+    for text in names:
+        for digits in _DATE_RE.findall(text):
+            try:
+                date = dt.datetime.strptime(digits, "%Y%m%d").date()
+            except ValueError:
+                continue
+            after = date >= _OFFSET_DATE
+            return (1000.0 if after else 0.0), (
+                f"acquisition date {date} in {text!r} ({'on or after' if after else 'before'} 2022-01-25, "
+                "when baseline 04.00 started)"
+            )
+    return 0.0, _ASSUMED
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(crs_wkt: str) -> Transformer:
+    return Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True)
+
+
+def locate(
+    lon: ArrayLike,
+    lat: ArrayLike,
+    scenes: Sequence[Scene],
+    *,
+    size_px: int = 120,
+    resolution: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pick, for each point, the scene that best covers its window.
+
+    A scene is a candidate when its bounds contain the point; among candidates the one holding
+    the largest share of the ``size_px * resolution`` window wins (ties: the earlier scene).
+
+    Args:
+        lon: Longitudes in WGS84 degrees, shape ``(N,)`` (or scalar).
+        lat: Latitudes in WGS84 degrees, same shape.
+        scenes: Scenes to choose from, in any mix of CRSs.
+        size_px: Window width in pixels.
+        resolution: Pixel size in CRS units.
+
+    Returns:
+        ``(index, x, y)``: int64 ``(N,)`` scene index (-1 where no scene contains the point) and
+        float64 ``(N,)`` point coordinates in that scene's CRS (NaN where -1).
+
+    Raises:
+        ImageryError: If ``lon`` and ``lat`` differ in shape.
+    """
+    if not (size_px > 0 and resolution > 0):
+        raise ImageryError(f"size_px and resolution must be positive, got {size_px=}, {resolution=}")
+    lon_arr = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+    lat_arr = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    if lon_arr.shape != lat_arr.shape or lon_arr.ndim != 1:
+        raise ImageryError(
+            f"lon and lat must be 1-D of one length, got shapes {lon_arr.shape} and {lat_arr.shape}"
+        )
+    n_points = lon_arr.shape[0]
+    index = np.full(n_points, -1, np.int64)
+    x_out = np.full(n_points, np.nan)
+    y_out = np.full(n_points, np.nan)
+    best = np.full(n_points, -1.0)
+    half = size_px * resolution / 2
+    by_crs: dict[str, list[int]] = {}
+    for i, scene in enumerate(scenes):
+        by_crs.setdefault(scene.crs.to_wkt(), []).append(i)
+    for wkt, members in by_crs.items():
+        xs, ys = _transformer(wkt).transform(lon_arr, lat_arr)
+        xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        for i in members:
+            left, bottom, right, top = scenes[i].bounds
+            with np.errstate(invalid="ignore"):
+                inside = (xs >= left) & (xs <= right) & (ys >= bottom) & (ys <= top)
+                width = np.clip(np.minimum(xs + half, right) - np.maximum(xs - half, left), 0, None)
+                height = np.clip(np.minimum(ys + half, top) - np.maximum(ys - half, bottom), 0, None)
+            share = np.where(inside, width * height / (2 * half) ** 2, -1.0)
+            better = share > best
+            best[better] = share[better]
+            index[better] = i
+            x_out[better] = xs[better]
+            y_out[better] = ys[better]
+    return index, x_out, y_out

@@ -32,6 +32,7 @@ from foundation_encoders.imagery import Scene, locate
 from foundation_encoders.spectrum import (
     SENTINEL1_BANDS,
     SENTINEL2_L2A_BANDS,
+    canonical_band,
     normalise,
     projection_indices,
 )
@@ -203,8 +204,8 @@ def embed_locations(
                 "so each gets its own token"
             )
         bands = default_bands(next(iter(sensors)))
-    bands = tuple(bands)
     projection_indices(bands)  # wrong names fail here, before any reading
+    bands = tuple(canonical_band(b) for b in bands)  # "b4", "B08A" -> the scenes' names B04, B8A
     described: Any = encoder  # an Encoder: embed_dim, img_size and name besides the nn.Module
     img_size, dim = int(described.img_size), int(described.embed_dim)
     dev = resolve_device(device)

@@ -55,14 +55,13 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 
+from foundation_encoders.spectrum import SENTINEL1_BANDS, SENTINEL2_L2A_BANDS
+
 __all__ = ["S1_BANDS", "S2_BANDS", "ImageryError", "Scene", "SceneList", "find_scenes", "locate"]
 
-#: Sentinel-2 bands in SMARTIES / BigEarthNet order (no B10).
-S2_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"
-)
-#: Sentinel-1 bands in SMARTIES order.
-S1_BANDS: tuple[str, ...] = ("VV", "VH")
+#: Sentinel-2 bands in SMARTIES / BigEarthNet order (no B10), and Sentinel-1 bands.
+S2_BANDS: tuple[str, ...] = SENTINEL2_L2A_BANDS
+S1_BANDS: tuple[str, ...] = SENTINEL1_BANDS
 
 _SKIPPED_BANDS = {"B10": "B10 (cirrus, L1C only; SMARTIES' Sentinel-2 band set has no B10)"}
 _ORDER = {name: i for i, name in enumerate(S2_BANDS + S1_BANDS)}

@@ -428,10 +428,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"species in {result.seconds:.0f} s, {rate:,.0f} cell-species/s)")
     if result.plan.threshold_rule:
         print(f"threshold rule {result.plan.threshold_rule}: thresholds in each file's tags")
+    hidden = [p for p, v in zip(card.predictors, result.plan.visible, strict=True) if not v]
+    if hidden:
+        print(f"masked on these maps: {', '.join(p.name for p in hidden)}")
+    if any(p.is_embedding for p in hidden):
+        print("  an embedding needs its <name>.tif among --rasters: `masksdm embed cells` writes it")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from masksdm.checkpoint import read_card
     from masksdm.predictors import predictor_groups
     from masksdm.workspace import Workspace
@@ -441,11 +448,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         meta = ws.meta
         print(f"workspace {ws.path} (masksdm {meta['masksdm_version']}, {meta['created']})")
         print(f"  source: {meta['source']}")
-        print(f"  {meta['n_plots']} plots, {meta['n_species']} species, {meta['n_predictors']} predictors")
+        print(f"  {meta['n_plots']} plots, {meta['n_species']} species, {len(ws.predictors)} predictors")
         s = meta["split"]
         print(f"  split: {s['block_size']} degree blocks, train/val/test = {s['n_train']}/{s['n_val']}/{s['n_test']}")
         for group, names in predictor_groups(ws.predictors).items():
             print(f"  {group} ({len(names)}): {', '.join(names)}")
+        for p in ws.predictors:
+            if p.is_embedding:
+                n = int((~np.isnan(ws.embedding(p.name)).any(axis=1)).sum())
+                print(f"  embedding {p.name}: {p.width} values, for {n} of {meta['n_plots']} plots")
         runs = sorted(p.parent.name for p in ws.models_dir().glob("*/model.json"))
         print(f"  models: {', '.join(runs) if runs else 'none yet (masksdm train)'}")
     run_dir = args.checkpoint

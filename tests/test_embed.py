@@ -22,11 +22,14 @@ from foundation_encoders.embed import embed_cells, embed_locations
 from foundation_encoders.imagery import find_scenes
 from foundation_encoders.smarties import build_smarties
 from foundation_encoders.spectrum import BandError, normalise
+from masksdm.checkpoint import load_checkpoint
 from masksdm.cli import main
 from masksdm.embeddings import read_embeddings
 from masksdm.plotdata import PlotData
+from masksdm.shapley import global_shapley
+from masksdm.training import train
 from masksdm.workspace import Workspace, prepare_workspace
-from tests.conftest import make_plot_data
+from tests.conftest import make_plot_data, tiny_config
 
 TINY = "smarties-tiny"
 
@@ -107,7 +110,7 @@ def test_covered_uncovered_and_partial_plots(encoder, s2):
 
 def test_band_subsets_and_wrong_band_names(encoder, s2):
     lon, lat = _centres(s2)
-    rgb = embed_locations(encoder, s2, lon[:2], lat[:2], bands=["B04", "B03", "B02"], device="cpu", progress=False)
+    rgb = embed_locations(encoder, s2, lon[:2], lat[:2], bands=["b4", "B03", "blue_1"], device="cpu", progress=False)
     full = embed_locations(encoder, s2, lon[:2], lat[:2], device="cpu", progress=False)
     assert rgb.available.all() and not np.allclose(rgb.vectors, full.vectors)
     with pytest.raises(BandError, match="B10"):
@@ -211,6 +214,13 @@ def test_embed_plots_from_the_command_line(tiny_weights, tiny_registered, s2, be
           "--weights", str(tiny_weights), "--encoder", TINY, "--sensor", "S1", "--device", "cpu", "--quiet"]
     assert main(s1) == 0
     assert [p.name for p in Workspace(ws.path).predictors[-2:]] == ["smarties_s2", "smarties_s1"]
+    # the workspace trains with both satellite tokens and explains them as one group
+    ws = Workspace(ws.path)
+    train(ws, ws.path / "models" / "sat", config=tiny_config(epochs=2), progress=False)
+    model, card = load_checkpoint(ws.path / "models" / "sat")
+    assert card.d_embeddings == (32, 32) and model.n_inputs == ws.features().shape[1]
+    result, _ = global_shapley(model, card, ws.features("val"), ws.labels("val"))
+    assert "Satellite" in result.players and result.efficiency_gap() < 1e-6
     assert main([*argv[:-1], "--sha256", "0" * 64, "--force", "--quiet"]) == 2
     assert "sha256" in capsys.readouterr().err
 

@@ -5,17 +5,22 @@ window centred on it in the image's own CRS with every band resampled to 10 m (b
 each band with the encoder's pretraining statistics (nodata set to the band mean), resizes to the
 encoder's input size (bicubic) and keeps the encoder's embedding (the SMARTIES CLS token).
 Locations without usable imagery are flagged unavailable with the reason; MaskSDM masks their
-token. Reading runs on a background thread while the encoder runs (on the GPU, in bf16, when there
-is one). Finished batches are saved to ``<output>.partial/`` so an interrupted run resumes where it
+token. Reader threads prepare the next batches while the encoder runs (on the GPU, in bf16, when
+there is one). Finished batches are saved to ``<output>.partial/`` so an interrupted run resumes where it
 stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
+import os
 import shutil
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,6 +160,35 @@ def _read_batch(
     return stacked, np.array(ok_rows, dtype=np.int64), status
 
 
+class _Readers:
+    """Each reader thread's own copy of the scene it reads (a scene's open files are not
+    thread-safe); batches come scene by scene, so a thread keeps one scene open at a time."""
+
+    def __init__(self, scenes: Sequence[Scene]) -> None:
+        self._scenes = scenes
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._copies: list[Scene] = []
+
+    def scene(self, index: int) -> Scene:
+        held: tuple[int, Scene] | None = getattr(self._local, "held", None)
+        if held is not None and held[0] == index:
+            return held[1]
+        if held is not None:
+            held[1].close()
+        copy = dataclasses.replace(self._scenes[index])  # same bands, no open files
+        with self._lock:
+            self._copies.append(copy)
+        self._local.held = (index, copy)
+        return copy
+
+    def close(self) -> None:
+        with self._lock:
+            for copy in self._copies:
+                copy.close()
+            self._copies.clear()
+
+
 def embed_locations(
     encoder: torch.nn.Module,
     scenes: Sequence[Scene],
@@ -165,6 +199,7 @@ def embed_locations(
     window: int = 120,
     min_valid: float = 0.5,
     batch_size: int = 32,
+    workers: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     partial: str | Path | None = None,
@@ -184,6 +219,7 @@ def embed_locations(
         window: window side in 10 m pixels (120 = 1.2 km, as BigEarthNet patches).
         min_valid: least share of valid (not nodata) pixels for an embedding.
         batch_size: images per encoder call.
+        workers: reader threads (default: one per CPU core, up to 8).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
         partial: folder for finished batches (resume state); None keeps nothing.
@@ -210,6 +246,7 @@ def embed_locations(
     img_size, dim = int(described.img_size), int(described.embed_dim)
     dev = resolve_device(device)
     encoder = encoder.to(dev).eval()
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
     run_settings = {
         "encoder": str(described.name), "bands": list(bands), "window": window,
         "resolution": RESOLUTION, "img_size": img_size, "min_valid": min_valid, "n": len(lon),
@@ -233,26 +270,24 @@ def embed_locations(
     batches = list(_batches(todo, scene_of, batch_size))
     bar = tqdm(total=len(todo), desc=f"embed {run_settings['encoder']}", unit="img", disable=not progress)
 
-    current = [-1]
+    readers = _Readers(scenes)
 
     def read(item: tuple[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         scene, rows = item
-        if scene != current[0]:  # batches come scene by scene: keep one scene's files open at a time
-            if current[0] >= 0:
-                scenes[current[0]].close()
-            current[0] = scene
-        images, ok_rows, said = _read_batch(scenes[scene], rows, x, y, bands, window, min_valid)
+        images, ok_rows, said = _read_batch(readers.scene(scene), rows, x, y, bands, window, min_valid)
         return rows, images, ok_rows, said
 
-    # one reader thread: rasterio datasets are not shared across threads, and reading the next
-    # batch overlaps with encoding this one
+    # reader threads fill the batches ahead (GDAL reads release the GIL) while the encoder runs
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: Future | None = pool.submit(read, batches[0]) if batches else None
-            for k in range(len(batches)):
-                assert pending is not None
-                rows, images, ok_rows, said = pending.result()
-                pending = pool.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            ahead: deque[Future] = deque()
+            queue = iter(batches)
+            for item in itertools.islice(queue, 2 * workers):
+                ahead.append(pool.submit(read, item))
+            while ahead:
+                rows, images, ok_rows, said = ahead.popleft().result()
+                for item in itertools.islice(queue, 1):
+                    ahead.append(pool.submit(read, item))
                 out = np.full((len(rows), dim), np.nan, dtype=np.float32)
                 if len(ok_rows):
                     batch = torch.from_numpy(images).to(dev, non_blocking=True)
@@ -269,8 +304,7 @@ def embed_locations(
         bar.close()
         if state is not None:
             state.flush()
-        for scene in scenes:
-            scene.close()
+        readers.close()
     available = np.array([s == "ok" for s in status])
     vectors[~available] = np.nan
     return EmbedResult(vectors=vectors, available=available, status=status, settings=run_settings)

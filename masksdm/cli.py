@@ -339,7 +339,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     ws = Workspace(args.workspace)
     name = args.name or f"smarties_{args.sensor.lower()}"
     options = {
-        "bands": args.bands, "window": args.window, "min_valid": args.min_valid, "batch_size": args.batch_size,
+        "bands": args.bands, "window": args.window, "min_valid": args.min_valid, "batch_size": args.batch_size, "workers": args.workers,
         "device": args.device, "precision": args.precision, "progress": not args.quiet,
     }
     try:
@@ -627,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--l2a-offset", default="auto", choices=["auto", "0", "1000"],
                        help="Sentinel-2 L2A DN offset of processing baseline 04.00+ (auto: from metadata)")
         q.add_argument("--batch-size", type=int, default=32)
+        q.add_argument("--workers", type=int, help="threads reading imagery (default: one per CPU core, up to 8)")
         q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
         if kind == "cells":

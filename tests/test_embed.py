@@ -99,6 +99,12 @@ def test_covered_uncovered_and_partial_plots(encoder, s2):
     assert len({tuple(np.round(v, 4)) for v in result.vectors[:6]}) == 6  # six different landscapes
     again = embed_locations(encoder, s2, lon, lat, device="cpu", batch_size=3, progress=False)
     np.testing.assert_allclose(again.vectors[:6], result.vectors[:6], atol=1e-5)  # batching does not matter
+    # many plots per scene read by several threads at once: the same vectors as one thread
+    many_lon, many_lat = np.repeat(lon[:6], 5), np.repeat(lat[:6], 5)
+    threads = embed_locations(encoder, s2, many_lon, many_lat, device="cpu", batch_size=2, workers=4, progress=False)
+    one = embed_locations(encoder, s2, many_lon, many_lat, device="cpu", batch_size=2, workers=1, progress=False)
+    np.testing.assert_array_equal(threads.vectors, one.vectors)
+    np.testing.assert_allclose(threads.vectors[::5], result.vectors[:6], atol=1e-5)
     # a window centred on a patch corner holds a quarter of valid pixels: below min_valid=0.5
     scene = s2[0]
     corner = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True).transform(scene.bounds[0] + 5, scene.bounds[3] - 5)

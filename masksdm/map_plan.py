@@ -83,10 +83,10 @@ def read_cells(card: ModelCard, stack: RasterStack, names: Sequence[str], window
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
     raw = np.full((len(values), int(widths.sum())), np.nan, dtype=np.float32)
     has_data = np.zeros(len(values), dtype=bool)
-    read = 0
+    read, bands_of = 0, stack.widths
     for name in names:
         i = card.predictor_names.index(name)
-        bands = 1 if name in COMPUTED_PREDICTORS else stack.widths[name]
+        bands = 1 if name in COMPUTED_PREDICTORS else bands_of[name]
         if bands != widths[i]:
             raise RasterError(
                 f"raster '{name}' has {bands} band(s) but the model's {name} has {widths[i]} "

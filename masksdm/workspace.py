@@ -341,8 +341,12 @@ class Workspace:
         return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
     def embedding(self, name: str) -> np.ndarray:
-        """Vectors (N_plots, D) float32 of embedding source ``name``, NaN where missing."""
-        return align_embeddings(self.path / EMBEDDINGS_DIR / f"{name}.parquet", self.plots["plot_id"].to_numpy())
+        """Vectors (N_plots, D) float32 of embedding source ``name``, NaN where missing (read once)."""
+        cache = self.__dict__.setdefault("_embeddings", {})
+        if name not in cache:
+            path = self.path / EMBEDDINGS_DIR / f"{name}.parquet"
+            cache[name] = align_embeddings(path, self.plots["plot_id"].to_numpy())
+        return cache[name]
 
     def features(self, split: str | None = None) -> np.ndarray:
         """Model inputs (N, sum of widths) float32: predictors normalised, NaN where missing."""
@@ -360,6 +364,7 @@ class Workspace:
         check_input_order(predictors)
         write_json(self.path / "predictors.json", [p.to_dict() for p in predictors])
         self.__dict__.pop("predictors", None)
+        self.__dict__.get("_embeddings", {}).pop(predictor.name, None)
 
     def labels(self, split: str | None = None) -> np.ndarray:
         """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id."""

@@ -12,6 +12,7 @@ Typical use::
     masksdm shapley global --workspace ws         # which predictor groups matter, on test AUC
     masksdm shapley map --workspace ws --rasters DIR --species "Fagus sylvatica" --out fagus_shapley.tif
     masksdm info --workspace ws
+    masksdm app --workspace ws                    # the dashboard
 """
 
 from __future__ import annotations
@@ -436,6 +437,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise MaskSDMError("the dashboard needs Streamlit: pip install 'masksdm[app]'") from None
+    from masksdm import dashboard_page
+    from masksdm.workspace import Workspace
+
+    workspace = args.workspace
+    if workspace is None:
+        workspace = Path("masksdm-demo") / "workspace"
+        if not (workspace / "models" / args.run / "model.json").is_file():
+            print(f"no demo workspace in {workspace.parent.resolve()}: building it first (about 2 minutes) ...")
+            from masksdm.demo import run_demo
+
+            run_demo(workspace.parent, progress=not args.quiet)
+    Workspace(workspace)  # a clear error now rather than in the page
+    env = {**os.environ, dashboard_page.WORKSPACE_ENV: str(Path(workspace).resolve()), dashboard_page.RUN_ENV: args.run}
+    command = [sys.executable, "-m", "streamlit", "run", dashboard_page.__file__, "--server.port", str(args.port),
+               "--server.headless", str(args.headless).lower(), "--browser.gatherUsageStats", "false"]
+    print(f"MaskSDM dashboard on http://localhost:{args.port} (workspace {workspace}); Ctrl-C stops it")
+    return subprocess.call(command, env=env)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -666,6 +694,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite maps in --out")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("app", help="the dashboard: map any species from any predictors, and see why")
+    p.add_argument("--workspace", type=Path, help="workspace with a trained model (default: the demo, built if missing)")
+    p.add_argument("--run", default="main", help="model run in the workspace (default main)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    _add_common(p)
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("info", help="describe a workspace and/or a trained model")
     p.add_argument("--workspace", type=Path)

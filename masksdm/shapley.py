@@ -120,7 +120,9 @@ def _coalition_logits(
     Several coalitions share one forward pass when the sites are fewer than ``batch_size`` (the
     sampled estimators evaluate thousands of coalitions), but only coalitions with the same number
     of visible predictors, so that no row is padded (each row runs on its visible tokens plus one
-    collapsed mask token).
+    collapsed mask token). The empty coalition is one forward pass of one row: every site has the
+    same input, so its predictions are exactly tied (a batched pass can differ in the last bit
+    between rows, which would break the ties an AUC relies on).
     """
     visible = (coalitions.astype(np.float32) @ player_masks.astype(np.float32)) > 0  # (C, P)
     n = len(x)
@@ -133,6 +135,11 @@ def _coalition_logits(
         for start in range(0, len(same), per_pass)
     ]
     for chosen in passes:
+        if not visible[chosen].any():  # nothing known: every site gets the same prediction, exactly
+            logits = predict_logits_tensor(model, x[:1], torch.as_tensor(visible[chosen[0]]), batch_size=1,
+                                           species=species, precision=precision)
+            yield chosen, logits.expand(len(chosen), n, -1)
+            continue
         if len(chosen) == 1:  # one subset for every row: the model tokenises only its predictors
             keep, rows = torch.as_tensor(visible[chosen[0]]), x
         else:

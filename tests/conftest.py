@@ -84,3 +84,21 @@ def ben_dir(tmp_path_factory) -> Path:
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     return root
+
+
+@pytest.fixture(scope="session")
+def map_workspace(tmp_path_factory):
+    """A small virtual world in the real formats (rasters at 0.5 degrees) with a trained model:
+    what the dashboard opens."""
+    from masksdm.rasters import find_rasters
+    from masksdm.simulate import simulate_world
+    from masksdm.splotopen import load_splotopen
+    from masksdm.training import train
+    from masksdm.workspace import prepare_workspace
+
+    root = tmp_path_factory.mktemp("map_world")
+    world = simulate_world(root / "world", n_plots=800, n_species=25, resolution=0.5, progress=False)
+    ws = prepare_workspace(load_splotopen(world.splotopen_dir), root / "workspace",
+                           rasters=find_rasters(world.rasters_dir), progress=False)
+    train(ws, ws.models_dir() / "main", config=tiny_config(epochs=30, patience=0), progress=False)
+    return ws

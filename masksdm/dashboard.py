@@ -1,0 +1,403 @@
+"""What the dashboard shows, computed from a workspace, its model and its rasters.
+
+The Streamlit page (:mod:`masksdm.dashboard_page`) only lays out widgets; everything it displays
+comes from :class:`Dashboard`, so it is tested without a browser. Maps are fast because the
+transformer's pooled features of every map cell are cached per predictor subset: switching species,
+threshold or layer reuses them (only the head runs), and a new subset costs one pass over the grid
+with the masked tokens collapsed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from affine import Affine
+
+from masksdm.checkpoint import ModelCard, load_checkpoint
+from masksdm.errors import DataError
+from masksdm.grid import COMPUTED_PREDICTORS, RasterStack, _apply
+from masksdm.map_plan import mappable_predictors, read_cells, resolve_threshold
+from masksdm.metrics import roc_auc
+from masksdm.model import MaskSDM
+from masksdm.predictors import predictor_groups
+from masksdm.shapley import local_shapley, resolve_players
+from masksdm.shapley_core import ShapleyResult, coalition_matrix, exact_shapley
+from masksdm.workspace import Workspace
+
+__all__ = ["Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
+
+_CACHED_SUBSETS = 8
+_BATCH = 512  # cells per pass: larger batches are slower on a CPU
+
+
+def search_species(query: str, names: Sequence[str], limit: int = 50) -> list[str]:
+    """Species whose name contains every word of ``query`` (case-insensitive), names starting with
+    the query first; close spellings when nothing contains it.
+
+    >>> search_species("fag sylv", ["Fagus sylvatica", "Abies alba", "Fagus orientalis"])
+    ['Fagus sylvatica']
+    """
+    words = query.lower().split()
+    if not words:
+        return list(names[:limit])
+    lowered = [n.lower() for n in names]
+    hits = [n for n, low in zip(names, lowered, strict=True) if all(w in low for w in words)]
+    if hits:
+        whole = query.lower().strip()
+
+        def rank(name: str) -> tuple[int, str]:  # the name, then names starting so, then a whole word
+            low = name.lower()
+            return (0 if low == whole else 1 if low.startswith(whole) else 2 if whole in low.split() else 3, name)
+
+        return sorted(hits, key=rank)[:limit]
+    close = difflib.get_close_matches(query.lower(), lowered, n=min(limit, 5), cutoff=0.6)
+    index = {low: n for n, low in zip(names, lowered, strict=True)}
+    return [index[c] for c in close]
+
+
+@dataclass(frozen=True)
+class Place:
+    """A clicked or typed location and the map cell it falls in."""
+
+    lon: float
+    lat: float
+    row: int
+    col: int
+
+
+class Dashboard:
+    """A trained model, its workspace and the map grid, with cached per-subset map features.
+
+    Args:
+        workspace: the workspace folder (its model under ``models/<run>``).
+        run: the model run.
+        rasters: predictor rasters for the maps (default: those the workspace was prepared from).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        max_cells: show every k-th cell of the raster grid so that at most about this many land
+            cells are predicted per subset (None: every cell). Downloads are at the shown grid.
+
+    Raises:
+        DataError / CheckpointError / RasterError: with a message for the page.
+    """
+
+    def __init__(
+        self, workspace: str | Path, run: str = "main", *, rasters: Sequence[str | Path] | None = None,
+        device: str = "cpu", max_cells: int | None = 15_000,
+    ) -> None:
+        self.workspace = Workspace(workspace)
+        run_dir = self.workspace.models_dir() / run
+        if not (run_dir / "model.json").is_file():
+            trained = sorted(p.parent.name for p in self.workspace.models_dir().glob("*/model.json"))
+            raise DataError(
+                f"the workspace has no model '{run}'"
+                + (f" (it has {', '.join(trained)})" if trained else ": train one with `masksdm train`")
+            )
+        from masksdm.inference import resolve_device
+
+        self.device = resolve_device(device)
+        self.model: MaskSDM
+        self.card: ModelCard
+        self.model, self.card = load_checkpoint(run_dir, device=self.device)
+        sources = list(rasters) if rasters else list(self.workspace.meta.get("rasters", {}).values())
+        if not sources:
+            raise DataError("the workspace was prepared without rasters: maps need the predictor rasters")
+        self.stack = RasterStack(sources)
+        self.mappable = mappable_predictors(self.card, self.stack)
+        available = set(self.stack.names) | set(COMPUTED_PREDICTORS)
+        self.mappable &= np.array([p.name in available for p in self.card.predictors])
+        if not self.mappable.any():
+            raise DataError(
+                f"none of the model's predictors has a raster among {self.stack.names[:5]}...: "
+                "give the rasters the model was trained with"
+            )
+        names = [p.name for p, m in zip(self.card.predictors, self.mappable, strict=True) if m]
+        raw, has_data = read_cells(self.card, self.stack, names, None)
+        # the displayed grid: every stride-th cell, so that a new predictor subset stays quick
+        height, width = self.stack.shape
+        self.stride = 1 if not max_cells else max(1, math.ceil(math.sqrt(has_data.sum() / max_cells)))
+        offset = self.stride // 2
+        rows, cols = np.arange(offset, height, self.stride), np.arange(offset, width, self.stride)
+        sampled = (rows[:, None] * width + cols[None, :]).ravel()
+        self.shape = (len(rows), len(cols))
+        t, k = self.stack.transform, self.stride
+        self.transform = Affine(t.a * k, t.b * k, t.c, t.d * k, t.e * k, t.f)  # cells k times larger
+        self.cells = np.flatnonzero(has_data[sampled])  # indices in the displayed grid
+        self.x = torch.as_tensor(self.card.features(raw[sampled[self.cells]]))
+        self._pooled: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._coalitions: tuple[list[str], np.ndarray, torch.Tensor, np.ndarray] | None = None
+        self._thresholds: dict[tuple[str, str, bytes], float] = {}
+        self._curves: dict[tuple[str, str, str, int], pd.DataFrame] = {}
+        self._species_index = {s: i for i, s in enumerate(self.card.species)}
+
+    # --- what there is ------------------------------------------------------------------------
+
+    @property
+    def species(self) -> list[str]:
+        return self.card.species
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) of the displayed grid in its CRS."""
+        t, (h, w) = self.transform, self.shape
+        xs, ys = (t.c, t.c + t.a * w), (t.f, t.f + t.e * h)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def cell_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 longitude and latitude of the centres of the displayed land cells."""
+        from pyproj import Transformer
+
+        rows, cols = np.divmod(self.cells, self.shape[1])
+        x, y = _apply(self.transform, cols + 0.5, rows + 0.5)
+        if self.stack.crs is not None and self.stack.crs.to_epsg() != 4326:
+            x, y = Transformer.from_crs(self.stack.crs, "EPSG:4326", always_xy=True).transform(x, y)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def web_mercator(self, grid: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """``grid`` warped to Web Mercator (nearest cell), and its (west, south, east, north) in
+        WGS84 degrees: what a web map's image layer needs to sit in the right place."""
+        from rasterio.warp import (
+            Resampling,
+            calculate_default_transform,
+            reproject,
+            transform_bounds,
+        )
+
+        h, w = grid.shape
+        src_crs = self.stack.crs or "EPSG:4326"
+        transform, width, height = calculate_default_transform(src_crs, "EPSG:3857", w, h, *self.bounds)
+        # twice the cells across, so that no displayed cell is lost to the warp
+        transform, width, height = calculate_default_transform(
+            src_crs, "EPSG:3857", w, h, *self.bounds, resolution=abs(transform.a) * width / (2 * w)
+        )
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        reproject(np.asarray(grid, dtype=np.float32), out, src_transform=self.transform, src_crs=src_crs,
+                  dst_transform=transform, dst_crs="EPSG:3857", resampling=Resampling.nearest,
+                  src_nodata=np.nan, dst_nodata=np.nan)
+        (west, east), (north, south) = _apply(transform, np.array([0, width]), np.array([0, height]))
+        return out, transform_bounds("EPSG:3857", "EPSG:4326", west, south, east, north)
+
+    def groups(self) -> dict[str, list[str]]:
+        """Predictor groups a map can use, each with its predictors."""
+        usable = [p for p, m in zip(self.card.predictors, self.mappable, strict=True) if m]
+        return predictor_groups(usable)
+
+    def plot_level(self) -> list[str]:
+        """Predictors the model has but maps cannot (plot-level fields, missing rasters)."""
+        return [p.name for p, m in zip(self.card.predictors, self.mappable, strict=True) if not m]
+
+    def visible(self, groups: Sequence[str], *, exclude: Sequence[str] = ()) -> np.ndarray:
+        """(T,) predictors of the chosen groups that a map has, minus ``exclude``."""
+        usable = self.groups()
+        chosen = {name for g in groups for name in usable.get(g, [])} - set(exclude)
+        return np.array([p.name in chosen for p in self.card.predictors])
+
+    def species_summary(self, species: str) -> dict[str, object]:
+        """Plots with the species, prevalence and the model's validation threshold."""
+        table = self.workspace.species.set_index("species")
+        row = table.loc[species] if species in table.index else None
+        i = self._species_index[species]
+        threshold = None if not self.card.thresholds else self.card.thresholds[i]
+        return {
+            "plots": int(row["n_plots"]) if row is not None else None,
+            "prevalence": float(row["n_plots"]) / len(self.workspace.plots) if row is not None else None,
+            "threshold_max_tss": threshold,
+        }
+
+    # --- maps ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _features(self, visible: np.ndarray) -> torch.Tensor:
+        """Pooled features (cells, d) of every map cell with these predictors (cached)."""
+        key = np.asarray(visible, dtype=bool).tobytes()
+        if key in self._pooled:
+            self._pooled.move_to_end(key)
+            return self._pooled[key]
+        keep = torch.as_tensor(np.asarray(visible, dtype=bool), device=self.device)
+        self.model.eval()
+        parts = [self.model.encode(self.x[s : s + _BATCH].to(self.device), keep) for s in range(0, len(self.x), _BATCH)]
+        pooled = torch.cat(parts) if parts else torch.empty((0, self.model.head_norm.normalized_shape[0]))
+        self._pooled[key] = pooled
+        if len(self._pooled) > _CACHED_SUBSETS:
+            self._pooled.popitem(last=False)
+        return pooled
+
+    def _grid(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.shape[0] * self.shape[1], np.nan, dtype=np.float32)
+        out[self.cells] = values
+        return out.reshape(self.shape)
+
+    @torch.inference_mode()
+    def probability(self, species: str, visible: np.ndarray) -> np.ndarray:
+        """Presence probability (H, W) of ``species`` from the ``visible`` predictors; NaN off land."""
+        self._require(visible)
+        pooled = self._features(visible)
+        index = torch.tensor([self._species_index[species]], device=self.device)
+        logits = self.model.head_logits(pooled, index)[:, 0]
+        return self._grid(torch.sigmoid(logits).float().cpu().numpy())
+
+    @torch.inference_mode()
+    def richness(self, visible: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Expected number of species (sum of probabilities) per cell, or, with ``threshold``,
+        the number above it."""
+        self._require(visible)
+        pooled = self._features(visible)
+        total = torch.zeros(len(pooled), device=self.device)
+        for start in range(0, self.model.n_species, 2048):
+            index = torch.arange(start, min(start + 2048, self.model.n_species), device=self.device)
+            p = torch.sigmoid(self.model.head_logits(pooled, index).float())
+            total += (p >= threshold).sum(dim=1) if threshold is not None else p.sum(dim=1)
+        return self._grid(total.cpu().numpy())
+
+    def threshold(self, species: str, rule: str, visible: np.ndarray) -> float:
+        """Threshold of a rule (``max_tss``, ``sensitivity:0.9``, a number) for this species and subset,
+        on the validation plots."""
+        key = (species, rule, np.asarray(visible, dtype=bool).tobytes())
+        if key not in self._thresholds:
+            i = self._species_index[species]
+            value = resolve_threshold(rule, self.model, self.card, [i], visible, self.workspace)[0]
+            self._thresholds[key] = float(value) if np.isfinite(value) else 0.5
+        return self._thresholds[key]
+
+    def _require(self, visible: np.ndarray) -> None:
+        if not np.asarray(visible).any():
+            raise DataError("no predictor is switched on: switch at least one group on")
+
+    # --- places and explanations --------------------------------------------------------------
+
+    def place(self, lon: float, lat: float) -> Place | None:
+        """The map cell at a WGS84 location, or None outside the grid or off land."""
+        from pyproj import Transformer
+
+        x, y = lon, lat
+        if self.stack.crs is not None and self.stack.crs.to_epsg() != 4326:
+            x, y = Transformer.from_crs("EPSG:4326", self.stack.crs, always_xy=True).transform(lon, lat)
+        fcol, frow = _apply(~self.transform, np.array([x]), np.array([y]))
+        row, col = int(np.floor(frow[0])), int(np.floor(fcol[0]))
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
+            return None
+        if not np.isin(row * self.shape[1] + col, self.cells):
+            return None
+        return Place(lon, lat, row, col)
+
+    def local(self, species: str, place: Place, visible: np.ndarray) -> ShapleyResult:
+        """Exact Shapley values of the visible predictor groups for the probability at one place."""
+        self._require(visible)
+        position = int(np.searchsorted(self.cells, place.row * self.shape[1] + place.col))
+        on = {p.name for p, v in zip(self.card.predictors, visible, strict=True) if v}
+        players = {g: [n for n in names if n in on] for g, names in self.groups().items()}
+        # predictors of no player (switched off) stay masked in every coalition
+        players = {g: names for g, names in players.items() if names}
+        return local_shapley(self.model, self.card, self.x[position : position + 1].numpy(), species,
+                             players=players, precision="fp32")
+
+    @torch.inference_mode()
+    def _test_coalitions(self) -> tuple[list[str], np.ndarray, torch.Tensor, np.ndarray]:
+        """Players (all groups), their coalitions, the pooled features (C, N, d) of the test plots
+        under each coalition, and the test labels: computed once, then any species costs a head."""
+        if self._coalitions is None:
+            masks = resolve_players("groups", self.card.predictors)
+            players, member = list(masks), np.stack(list(masks.values()))
+            coalitions = coalition_matrix(len(players))
+            x = torch.as_tensor(self.workspace.features("test")).to(self.device)
+            pooled = torch.stack([
+                self.model.encode(x, torch.as_tensor((c[:, None] & member).any(axis=0), device=self.device))
+                for c in coalitions
+            ])
+            self._coalitions = (players, coalitions, pooled, self.workspace.labels("test"))
+        return self._coalitions
+
+    @torch.inference_mode()
+    def global_values(self, species: str) -> ShapleyResult:
+        """Exact Shapley values of all predictor groups on this species' test AUC (x100)."""
+        players, coalitions, pooled, labels = self._test_coalitions()
+        i = self._species_index[species]
+        index = torch.tensor([i], device=self.device)
+        row = {c.tobytes(): k for k, c in enumerate(coalitions)}
+
+        def game(chosen: np.ndarray) -> np.ndarray:
+            logits = self.model.head_logits(pooled[[row[c.tobytes()] for c in chosen]], index)[..., 0]
+            return np.array([100 * roc_auc(scores[:, None], labels[:, i : i + 1])[0] for scores in logits.cpu()])
+
+        return exact_shapley(game, players)
+
+    @torch.inference_mode()
+    def response(self, species: str, predictor: str, *, mode: str = "alone", n: int = 60) -> pd.DataFrame:
+        """Response curve: probability against ``predictor`` over its training range.
+
+        ``mode="alone"``: every other predictor masked (what the model learnt from this one).
+        ``mode="others"``: the others at their values in up to 200 test plots, averaged
+        (a partial dependence curve).
+        """
+        if mode not in ("alone", "others"):
+            raise ValueError(f"mode must be 'alone' or 'others', got {mode!r}")
+        key = (species, predictor, mode, n)
+        if key not in self._curves:
+            self._curves[key] = self._response(species, predictor, mode, n)
+        return self._curves[key]
+
+    def _response(self, species: str, predictor: str, mode: str, n: int) -> pd.DataFrame:
+        j = self.card.predictor_names.index(predictor)
+        if self.card.predictors[j].is_embedding:
+            raise DataError(f"{predictor} is an embedding: it has no single value to vary")
+        stats = self.card.normalisation[predictor]
+        column = sum(p.width for p in self.card.predictors[:j])
+        raw = self.workspace.raw_predictors("train", [predictor])[:, 0]
+        lo, hi = np.nanquantile(raw, [0.01, 0.99]) if np.isfinite(raw).any() else (stats["mean"] - 2, stats["mean"] + 2)
+        values = np.linspace(lo, hi, n)
+        z = (values - stats["mean"]) / (stats["std"] + 1e-4)
+        i = torch.tensor([self._species_index[species]], device=self.device)
+        if mode == "alone":
+            x = torch.full((n, self.card.n_columns), float("nan"))
+            x[:, column] = torch.as_tensor(z, dtype=torch.float32)
+            p = torch.sigmoid(self.model(x.to(self.device), species=i)[:, 0]).cpu().numpy()
+        else:
+            base = torch.as_tensor(self.workspace.features("test")[:200])
+            rows = base.repeat(n, 1)
+            rows[:, column] = torch.as_tensor(np.repeat(z, len(base)), dtype=torch.float32)
+            logits = self.model(rows.to(self.device), species=i)[:, 0]
+            p = torch.sigmoid(logits).view(n, len(base)).mean(dim=1).cpu().numpy()
+        return pd.DataFrame({predictor: values, "probability": p})
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+def colorize(grid: np.ndarray, *, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
+             opacity: float = 0.8) -> np.ndarray:
+    """RGBA uint8 (H, W, 4) of a grid through a matplotlib colormap; NaN transparent."""
+    import matplotlib
+
+    scaled = (np.asarray(grid, dtype=np.float64) - vmin) / ((vmax - vmin) or 1.0)
+    rgba = matplotlib.colormaps[cmap](np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
+    rgba[..., 3] = np.where(np.isnan(grid), 0.0, opacity)
+    return (rgba * 255).round().astype(np.uint8)
+
+
+def png_bytes(rgba: np.ndarray) -> bytes:
+    """PNG file contents of an RGBA image."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    plt.imsave(buffer, rgba, format="png")
+    return buffer.getvalue()
+
+
+def geotiff_bytes(grid: np.ndarray, board: Dashboard, *, description: str) -> bytes:
+    """A one-band float32 GeoTIFF of a displayed ``grid``, georeferenced, as file contents."""
+    from rasterio.io import MemoryFile
+
+    profile = board.stack.profile(count=1)
+    profile.update(height=board.shape[0], width=board.shape[1], transform=board.transform)
+    with MemoryFile() as memory:
+        with memory.open(**profile) as dst:
+            dst.write(np.asarray(grid, dtype=np.float32), 1)
+            dst.set_band_description(1, description)
+        return bytes(memory.read())

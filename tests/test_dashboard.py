@@ -1,0 +1,191 @@
+"""The dashboard: its computations (masksdm.dashboard) and every control of the page, driven with
+Streamlit's AppTest on a small virtual world with a trained model."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from masksdm.dashboard import Dashboard, colorize, geotiff_bytes, search_species
+from masksdm.errors import DataError
+from masksdm.shapley import global_shapley
+
+APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+
+
+@pytest.fixture(scope="module")
+def board(map_workspace):
+    return Dashboard(map_workspace.path)
+
+
+def test_species_search_is_word_based_and_forgiving():
+    names = ["Fagus sylvatica", "Quercus robur", "Quercus petraea", "Abies alba"]
+    assert search_species("quer", names) == ["Quercus petraea", "Quercus robur"]
+    assert search_species("rob quer", names) == ["Quercus robur"]
+    assert search_species("Fagus silvatica", names) == ["Fagus sylvatica"]  # close spelling
+    assert search_species("", names, limit=2) == names[:2]
+    many = [f"Genus{i // 100} species{i}" for i in range(12_738)]
+    found = search_species("species1273", many)
+    assert found[0] == "Genus12 species1273" and len(found) == 9  # the whole word first, then 12730..12737
+
+
+def test_maps_follow_the_predictor_subset(board):
+    species = board.species[0]
+    everything = board.visible(list(board.groups()))
+    climate = board.visible(["WorldClim"])
+    full, only_climate = board.probability(species, everything), board.probability(species, climate)
+    assert full.shape == board.shape and np.isfinite(full).sum() == len(board.cells)
+    assert np.nanmax(np.abs(full - only_climate)) > 1e-3  # another subset, another map
+    again = board.probability(species, everything)  # from the cache
+    np.testing.assert_array_equal(full, again)
+    assert climate.sum() == len(board.groups()["WorldClim"])
+    without_one = board.visible(["WorldClim"], exclude=["bio_1"])
+    assert without_one.sum() == climate.sum() - 1
+    richness = board.richness(everything)
+    expected = sum(board.probability(s, everything) for s in board.species)
+    np.testing.assert_allclose(richness, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(DataError, match="switch at least one"):
+        board.probability(species, np.zeros_like(everything))
+
+
+def test_explanations(board, map_workspace):
+    species = board.species[1]
+    everything = board.visible(list(board.groups()))
+    lon, lat = board.cell_lonlat()
+    place = board.place(lon[0], lat[0])
+    assert place is not None and board.place(-170.0, -80.0) is None
+    local = board.local(species, place, everything)
+    probability = board.probability(species, everything)[place.row, place.col]
+    assert local.full_value[0, 0] == pytest.approx(probability, abs=1e-5)  # the bars add up to the map
+    assert local.efficiency_gap() < 1e-9 and local.players == list(board.groups())
+    glob = board.global_values(species)
+    reference, _ = global_shapley(board.model, board.card, map_workspace.features("test"),
+                                  map_workspace.labels("test"), species=[species], precision="fp32")
+    np.testing.assert_allclose(glob.values, reference.values, atol=1e-9)
+    alone = board.response(species, "bio_1")
+    others = board.response(species, "bio_1", mode="others")
+    assert list(alone.columns) == ["bio_1", "probability"] and len(others) == 60
+    assert alone["bio_1"].is_monotonic_increasing and alone["probability"].between(0, 1).all()
+    assert not np.allclose(alone["probability"], others["probability"])
+
+
+def test_rendering_and_downloads(board):
+    grid = board.probability(board.species[0], board.visible(list(board.groups())))
+    rgba = colorize(grid, opacity=0.5)
+    assert rgba.shape == (*grid.shape, 4) and (rgba[np.isnan(grid)][:, 3] == 0).all()
+    assert (rgba[~np.isnan(grid)][:, 3] == 128).all()
+    with rasterio.open(io.BytesIO(geotiff_bytes(grid, board, description="probability"))) as src:
+        np.testing.assert_array_equal(src.read(1), grid.astype(np.float32))
+        assert src.transform == board.transform and src.crs == board.stack.crs
+    warped, (west, south, east, north) = board.web_mercator(grid)
+    assert warped.shape[1] >= 2 * grid.shape[1] - 2 and west < east and south < north
+    assert np.isfinite(warped).mean() == pytest.approx(np.isfinite(grid).mean(), abs=0.05)
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(map_workspace, monkeypatch):
+    monkeypatch.setenv("MASKSDM_WORKSPACE", str(map_workspace.path))
+    at = streamlit_testing.AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _map_image(at) -> str:
+    return at.get("deck_gl_json_chart")[0].proto.json
+
+
+def test_page_shows_a_species_map_and_its_explanations(app, board):
+    assert not app.error
+    assert app.title[0].value == board.species[0]
+    assert [c.label.split(" (")[0] for c in app.sidebar.checkbox] == list(board.groups())
+    assert len(app.get("deck_gl_json_chart")) == 1
+    assert len(app.get("vega_lite_chart")) == 3  # local, global, response curve
+    assert [b.label for b in app.get("download_button")] == ["GeoTIFF", "PNG", "Shapley CSV"]
+
+
+def test_search_and_pick_a_species(app, board):
+    target = board.species[-1]
+    app.sidebar.text_input(key="query").input(target.split()[1]).run()
+    assert target in app.sidebar.selectbox(key="species").options
+    app.sidebar.selectbox(key="species").select(target).run()
+    assert app.title[0].value == target
+    app.sidebar.text_input(key="query").input("no such plant").run()
+    assert "No species matches" in app.sidebar.warning[0].value
+
+
+def test_switching_a_group_off_changes_the_map(app):
+    before = _map_image(app)
+    app.sidebar.checkbox(key="group_WorldClim").uncheck().run()
+    assert not app.exception and _map_image(app) != before
+    assert "predictors on" in app.caption[0].value
+    for checkbox in app.sidebar.checkbox:
+        checkbox.uncheck()
+    app.run()
+    assert "Switch at least one predictor group on" in app.warning[0].value
+
+
+def test_leaving_out_one_predictor(app):
+    before = _map_image(app)
+    app.sidebar.multiselect(key="exclude").select("bio_1").run()
+    assert not app.exception and _map_image(app) != before
+
+
+def test_layers_threshold_and_opacity(app):
+    probability = _map_image(app)
+    app.sidebar.radio(key="layer").set_value("Binary range").run()
+    binary = _map_image(app)
+    assert binary != probability and "threshold" in app.caption[1].value
+    app.sidebar.selectbox(key="rule").select("fixed value").run()
+    app.sidebar.slider(key="threshold").set_value(0.9).run()
+    assert "0.900" in app.caption[1].value and _map_image(app) != binary
+    app.sidebar.radio(key="layer").set_value("Species richness").run()
+    assert not app.exception and _map_image(app) not in (probability, binary)
+    faded = _map_image(app)
+    app.sidebar.slider(key="opacity").set_value(0.3).run()
+    assert _map_image(app) != faded
+
+
+def test_a_typed_place_is_explained_and_the_curve_follows_its_controls(app, board):
+    lon, lat = board.cell_lonlat()
+    app.number_input(key="lon").set_value(float(lon[5])).run()
+    app.number_input(key="lat").set_value(float(lat[5])).run()
+    assert not app.exception and any("probability" in c.value for c in app.caption)
+    app.number_input(key="lon").set_value(-170.0).run()
+    assert "No map cell with data there" in app.info[0].value
+    app.selectbox(key="curve_predictor").select("bio_12").run()
+    app.radio(key="curve_mode").set_value("at the test plots' values").run()
+    assert not app.exception
+
+
+def test_full_detail_switch(app):
+    app.sidebar.toggle(key="detail").set_value(True).run()
+    assert not app.exception and len(app.get("deck_gl_json_chart")) == 1
+
+
+def test_a_missing_workspace_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKSDM_WORKSPACE", str(tmp_path / "nowhere"))
+    at = streamlit_testing.AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and "Cannot open the workspace" in at.error[0].value
+
+
+def test_a_model_whose_rasters_are_gone_is_a_message(map_workspace, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "ws"
+    shutil.copytree(map_workspace.path, copy)
+    meta = pd.read_json(copy / "workspace.json", typ="series")
+    meta["rasters"] = {"bio_1": str(tmp_path / "gone" / "bio_1.tif")}
+    (copy / "workspace.json").write_text(meta.to_json())
+    monkeypatch.setenv("MASKSDM_WORKSPACE", str(copy))
+    at = streamlit_testing.AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and "Cannot open the workspace" in at.error[0].value

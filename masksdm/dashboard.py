@@ -33,7 +33,7 @@ from masksdm.shapley import local_shapley, resolve_players
 from masksdm.shapley_core import ShapleyResult, coalition_matrix, exact_shapley
 from masksdm.workspace import Workspace
 
-__all__ = ["Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
+__all__ = ["RANGE_COLORS", "Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
 
 _CACHED_SUBSETS = 8
 _BATCH = 512  # cells per pass: larger batches are slower on a CPU
@@ -370,13 +370,20 @@ class Dashboard:
 
 # --- rendering --------------------------------------------------------------------------------
 
+#: Colours of a binary range map: absent, present.
+RANGE_COLORS = ("#d9d9d9", "#1b7837")
+
+
 def colorize(grid: np.ndarray, *, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
              opacity: float = 0.8) -> np.ndarray:
-    """RGBA uint8 (H, W, 4) of a grid through a matplotlib colormap; NaN transparent."""
+    """RGBA uint8 (H, W, 4) of a grid through a matplotlib colormap (or ``"range"``: 0 absent,
+    1 present in :data:`RANGE_COLORS`); NaN transparent."""
     import matplotlib
+    from matplotlib.colors import ListedColormap
 
+    colormap = ListedColormap(list(RANGE_COLORS)) if cmap == "range" else matplotlib.colormaps[cmap]
     scaled = (np.asarray(grid, dtype=np.float64) - vmin) / ((vmax - vmin) or 1.0)
-    rgba = matplotlib.colormaps[cmap](np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
+    rgba = colormap(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
     rgba[..., 3] = np.where(np.isnan(grid), 0.0, opacity)
     return (rgba * 255).round().astype(np.uint8)
 

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from masksdm.dashboard import Dashboard, colorize, geotiff_bytes, png_bytes, search_species
+from masksdm.dashboard import (
+    RANGE_COLORS,
+    Dashboard,
+    colorize,
+    geotiff_bytes,
+    png_bytes,
+    search_species,
+)
 from masksdm.errors import MaskSDMError
 
 WORKSPACE_ENV = "MASKSDM_WORKSPACE"
@@ -32,13 +39,19 @@ def _legend(vmin: float, vmax: float, label: str, cmap: str) -> bytes:
     import io
 
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     fig, ax = plt.subplots(figsize=(4.0, 0.9))
-    fig.subplots_adjust(left=0.04, right=0.96, top=0.95, bottom=0.55)
-    ax.imshow(np.linspace(0, 1, 256)[None, :], aspect="auto", cmap=cmap, extent=(vmin, vmax, 0, 1))
-    ax.set_yticks([])
-    ax.set_xlabel(label, fontsize=8)
-    ax.tick_params(labelsize=7)
+    if cmap == "range":  # two classes, not a scale
+        ax.axis("off")
+        ax.legend(handles=[Patch(color=RANGE_COLORS[0], label="absent"), Patch(color=RANGE_COLORS[1], label=label)],
+                  loc="center", ncol=2, frameon=False, fontsize=8)
+    else:
+        fig.subplots_adjust(left=0.04, right=0.96, top=0.95, bottom=0.55)
+        ax.imshow(np.linspace(0, 1, 256)[None, :], aspect="auto", cmap=cmap, extent=(vmin, vmax, 0, 1))
+        ax.set_yticks([])
+        ax.set_xlabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
@@ -113,7 +126,7 @@ def main() -> None:
     opacity = st.sidebar.slider("Opacity", 0.1, 1.0, 0.8, 0.05, key="opacity")
 
     summary = board.species_summary(species)
-    st.title(species)
+    st.title(species if layer != "Species richness" else f"Species richness ({len(board.species):,} species)")
     facts = [f"{summary['plots']} plots ({summary['prevalence']:.1%})" if summary["plots"] is not None else None,
              f"{int(visible.sum())} of {len(visible)} predictors on"]
     st.caption(" · ".join(f for f in facts if f))
@@ -128,7 +141,7 @@ def main() -> None:
     elif layer == "Binary range":
         grid = (board.probability(species, visible) >= threshold).astype(np.float32)
         grid[np.isnan(board.probability(species, visible))] = np.nan
-        vmin, vmax, cmap, label = 0.0, 1.0, "Greens", f"present (probability >= {threshold:.2f})"
+        vmin, vmax, cmap, label = 0.0, 1.0, "range", f"present (probability >= {threshold:.2f})"
     else:
         grid = board.richness(visible)
         vmin, vmax, cmap, label = 0.0, float(np.nanmax(grid)) or 1.0, "magma", "expected number of species"
@@ -160,7 +173,7 @@ def main() -> None:
                            f"{name}.png", mime="image/png", key="dl_png")
 
     with right:
-        st.subheader("Why here?")
+        st.subheader(f"Why here? ({species})" if layer == "Species richness" else "Why here?")
         st.caption("Click the map, or type a place: exact Shapley values of the switched-on groups.")
         lon = st.number_input("Longitude", key="lon", format="%.3f")
         lat = st.number_input("Latitude", key="lat", format="%.3f")

@@ -80,7 +80,8 @@ def _deck(board: Dashboard, grid: np.ndarray, *, vmin: float, vmax: float, cmap:
                                 get_fill_color=[230, 30, 30, 230], stroked=True, get_line_color=[255, 255, 255],
                                 line_width_min_pixels=1))
     view = pdk.ViewState(longitude=(west + east) / 2, latitude=(south + north) / 2, zoom=3)
-    return pdk.Deck(layers=layers, initial_view_state=view, tooltip={"text": "click to explain this place"})
+    return pdk.Deck(layers=layers, initial_view_state=view, map_style="light",  # Carto's base map, no token
+                    tooltip={"text": "click to explain this place"})
 
 
 def main() -> None:

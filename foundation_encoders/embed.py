@@ -371,23 +371,26 @@ def embed_cells(
     GeoTIFF ``out`` with one band per embedding value (NaN where no imagery): name it
     ``<name>.tif`` and add its folder to the rasters of ``masksdm predict`` / ``shapley map``.
 
-    Only cells an image covers are embedded; ``options`` go to :func:`embed_locations`.
+    Only the cells an image covers are embedded, and the raster is written strip by strip, so
+    memory holds their vectors plus one strip of the grid; ``options`` go to
+    :func:`embed_locations`.
     """
-    from masksdm.grid import RasterStack, write_geotiff
+    from masksdm.grid import GeoTIFFWriter, RasterStack
 
     out = Path(out)
     partial = _output(out, resume=resume, force=force)
     with RasterStack([Path(like)], like=like) as grid:
         lon, lat = grid.lonlat()
-        profile = grid.profile(count=1)
-        shape = grid.shape
-    known = np.isfinite(lon) & np.isfinite(lat)
-    cells = np.flatnonzero(known)
-    result = embed_locations(encoder, scenes, lon[cells], lat[cells], partial=partial, resume=resume, **options)
-    dim = result.vectors.shape[1]
-    bands = np.full((dim, shape[0] * shape[1]), np.nan, dtype=np.float32)
-    bands[:, cells] = result.vectors.T
-    write_geotiff(out, bands.reshape(dim, *shape), profile=profile, descriptions=[f"e{i}" for i in range(dim)],
-                  force=force)
+        scene_of, _, _ = locate(lon, lat, list(scenes), size_px=options.get("window", 120), resolution=RESOLUTION)
+        cells = np.flatnonzero(scene_of >= 0)  # increasing: row-major cell indices
+        result = embed_locations(encoder, scenes, lon[cells], lat[cells], partial=partial, resume=resume, **options)
+        dim, width = result.vectors.shape[1], grid.width
+        with GeoTIFFWriter(out, grid, descriptions=[f"e{i}" for i in range(dim)], force=force) as writer:
+            for window in grid.windows():
+                first, size = window.row_off * width, window.height * width
+                inside = slice(*np.searchsorted(cells, [first, first + size]))
+                block = np.full((dim, size), np.nan, dtype=np.float32)
+                block[:, cells[inside] - first] = result.vectors[inside].T
+                writer.write(window, block.reshape(dim, window.height, width))
     shutil.rmtree(partial, ignore_errors=True)
     return result

@@ -365,7 +365,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             result = embed_cells(encoder, scenes, like, where, resume=args.resume, force=args.force, **options)
     except (BandError, ImageryError, WeightsError) as err:
         raise MaskSDMError(str(err)) from None
-    what = "plots" if args.kind == "plots" else "map cells"
+    what = "plots" if args.kind == "plots" else "map cells under the imagery"
     print(f"{int(result.available.sum())} of {len(result.available)} {what} embedded ({name}, "
           f"{result.vectors.shape[1]} values); by status:")
     for status, count in result.summary().items():

@@ -96,7 +96,9 @@ def test_search_a_species_switch_a_group_off_and_the_map_changes(server, map_wor
         before = _map_png(page)
         page.screenshot(path=ARTIFACTS / "dashboard_species.png", full_page=True)
 
+        counted = page.get_by_text("predictors on").first.inner_text()
         page.get_by_text("WorldClim (", exact=False).first.click()
+        page.get_by_text("predictors on").filter(has_not_text=counted).first.wait_for(timeout=60_000)
         _idle(page)
         after = _map_png(page)
         page.screenshot(path=ARTIFACTS / "dashboard_without_worldclim.png", full_page=True)

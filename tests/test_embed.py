@@ -193,6 +193,28 @@ def test_map_cells_become_a_multiband_raster(encoder, s2, tmp_path):
     np.testing.assert_allclose(bands[:, 3, 3], cell.vectors[0], atol=1e-5)
 
 
+def test_map_cells_are_written_strip_by_strip(encoder, s2, tmp_path):
+    """A grid taller than one 256-row strip: every strip gets its own cells' vectors."""
+    scene = s2[0]
+    left, bottom, right, top = scene.bounds
+    rows, step = 520, 2.0  # 2 m cells in the scene's own CRS: 1,040 m tall, inside the 1.2 km patch
+    transform = Affine(step, 0, (left + right) / 2, 0, -step, top - 80)
+    like = tmp_path / "grid.tif"
+    with rasterio.open(like, "w", driver="GTiff", width=2, height=rows, count=1, dtype="float32",
+                       crs=scene.crs, transform=transform) as dst:
+        dst.write(np.ones((1, rows, 2), dtype="float32"))
+    out = tmp_path / "cells.tif"
+    result = embed_cells(encoder, s2[:1], like, out, window=8, batch_size=256, device="cpu", progress=False)
+    with rasterio.open(out) as src:
+        bands = src.read()
+    assert result.available.all() and np.isfinite(bands).all()
+    to_wgs84 = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True)
+    for row in (0, 255, 256, 519):  # both sides of the strip boundary, and the last row
+        lon, lat = to_wgs84.transform(transform.c + 1.5 * step, transform.f - (row + 0.5) * step)
+        one = embed_locations(encoder, s2[:1], [lon], [lat], window=8, device="cpu", progress=False)
+        np.testing.assert_allclose(bands[:, row, 1], one.vectors[0], atol=1e-5)
+
+
 def _covered_workspace(s2, tmp_path) -> Workspace:
     """600 plots over Europe, the first six at the centres of the BigEarthNet patches."""
     data = make_plot_data()

@@ -23,6 +23,7 @@ import torch
 from affine import Affine
 
 from masksdm.checkpoint import ModelCard, load_checkpoint
+from masksdm.embeddings import EMBEDDINGS_DIR
 from masksdm.errors import DataError
 from masksdm.grid import COMPUTED_PREDICTORS, RasterStack, _apply
 from masksdm.map_plan import mappable_predictors, read_cells, resolve_threshold
@@ -80,7 +81,8 @@ class Dashboard:
     Args:
         workspace: the workspace folder (its model under ``models/<run>``).
         run: the model run.
-        rasters: predictor rasters for the maps (default: those the workspace was prepared from).
+        rasters: predictor rasters for the maps (default: those the workspace was prepared from);
+            the workspace's ``embeddings/<name>.tif`` rasters of the model's embeddings are added.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         max_cells: show every k-th cell of the raster grid so that at most about this many land
             cells are predicted per subset (None: every cell). Downloads are at the shown grid.
@@ -110,6 +112,9 @@ class Dashboard:
         sources = list(rasters) if rasters else list(self.workspace.meta.get("rasters", {}).values())
         if not sources:
             raise DataError("the workspace was prepared without rasters: maps need the predictor rasters")
+        # embedding rasters of the model's embeddings (`masksdm embed cells`), e.g. the Satellite token
+        sources += [tif for p in self.card.predictors if p.is_embedding
+                    and (tif := self.workspace.path / EMBEDDINGS_DIR / f"{p.name}.tif").is_file()]
         self.stack = RasterStack(sources)
         self.mappable = mappable_predictors(self.card, self.stack)
         available = set(self.stack.names) | set(COMPUTED_PREDICTORS)

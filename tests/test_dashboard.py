@@ -189,3 +189,39 @@ def test_a_model_whose_rasters_are_gone_is_a_message(map_workspace, tmp_path, mo
     monkeypatch.setenv("MASKSDM_WORKSPACE", str(copy))
     at = streamlit_testing.AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception and "Cannot open the workspace" in at.error[0].value
+
+
+def test_the_satellite_token_is_a_group_on_the_maps(map_workspace, tmp_path):
+    """A workspace with an embedding (as `masksdm embed plots` and `embed cells` leave it): the
+    dashboard reads embeddings/<name>.tif, and Satellite is a group to switch and explain."""
+    import shutil
+
+    from masksdm.embeddings import write_embeddings
+    from masksdm.predictors import EMBEDDING, Predictor
+    from masksdm.training import train
+    from masksdm.workspace import Workspace
+    from tests.conftest import tiny_config
+
+    shutil.copytree(map_workspace.path, tmp_path / "ws", ignore=shutil.ignore_patterns("models"))
+    ws = Workspace(tmp_path / "ws")
+    rng = np.random.default_rng(0)
+    seen = ws.plots["bio_1"].to_numpy()
+    vectors = np.stack([seen / 5, rng.normal(size=len(seen)), rng.normal(size=len(seen))], axis=1)
+    write_embeddings(ws.path / "embeddings" / "sat.parquet", ws.plots["plot_id"], vectors, np.isfinite(seen))
+    ws.add_embedding(Predictor("sat", "Satellite", EMBEDDING, width=3))
+    train(ws, ws.models_dir() / "main", config=tiny_config(epochs=8), progress=False)
+    with rasterio.open(ws.meta["rasters"]["bio_1"]) as src:
+        bio, profile = src.read(1, masked=True).astype(np.float32).filled(np.nan), src.profile
+    profile.update(count=3, dtype="float32", nodata=np.nan)
+    with rasterio.open(ws.path / "embeddings" / "sat.tif", "w", **profile) as dst:
+        dst.write(np.stack([bio / 5, rng.normal(size=bio.shape), rng.normal(size=bio.shape)]).astype(np.float32))
+    board = Dashboard(ws.path)
+    assert "Satellite" in board.groups() and "sat" not in board.plot_level()
+    species = board.species[0]
+    groups = list(board.groups())
+    with_sat = board.probability(species, board.visible(groups))
+    without = board.probability(species, board.visible([g for g in groups if g != "Satellite"]))
+    assert np.nanmax(np.abs(with_sat - without)) > 1e-3
+    lon, lat = board.cell_lonlat()
+    local = board.local(species, board.place(lon[0], lat[0]), board.visible(groups))
+    assert "Satellite" in local.players and local.efficiency_gap() < 1e-9

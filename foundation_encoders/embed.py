@@ -312,10 +312,10 @@ def embed_locations(
 
 def _output(path: Path, *, resume: bool, force: bool) -> Path:
     """The ``.partial`` folder of ``path``, after checking ``path`` may be written."""
+    from masksdm._io import check_writable
     from masksdm.errors import OutputExistsError
 
-    if path.exists() and not force:
-        raise OutputExistsError(f"'{path}' exists: pass --force to compute it again")
+    check_writable(path, force=force)
     partial = path.with_name(path.name + ".partial")
     if partial.exists() and not resume and not force:
         raise OutputExistsError(

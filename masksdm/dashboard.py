@@ -25,14 +25,14 @@ from affine import Affine
 from masksdm.checkpoint import ModelCard, load_checkpoint
 from masksdm.embeddings import EMBEDDINGS_DIR
 from masksdm.errors import DataError
-from masksdm.grid import COMPUTED_PREDICTORS, RasterStack, _apply
-from masksdm.map_plan import mappable_predictors, read_cells, resolve_threshold
+from masksdm.grid import RasterStack, _apply
+from masksdm.map_plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import roc_auc
 from masksdm.model import MaskSDM
 from masksdm.predictors import predictor_groups
 from masksdm.shapley import local_shapley, resolve_players
 from masksdm.shapley_core import ShapleyResult, coalition_matrix, exact_shapley
-from masksdm.workspace import Workspace
+from masksdm.workspace import Workspace, normalise
 
 __all__ = ["RANGE_COLORS", "Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
 
@@ -117,8 +117,8 @@ class Dashboard:
                     and (tif := self.workspace.path / EMBEDDINGS_DIR / f"{p.name}.tif").is_file()]
         self.stack = RasterStack(sources)
         self.mappable = mappable_predictors(self.card, self.stack)
-        available = set(self.stack.names) | set(COMPUTED_PREDICTORS)
-        self.mappable &= np.array([p.name in available for p in self.card.predictors])
+        missing = set(missing_rasters(self.card, self.stack, self.mappable))
+        self.mappable &= np.array([p.name not in missing for p in self.card.predictors])
         if not self.mappable.any():
             raise DataError(
                 f"none of the model's predictors has a raster among {self.stack.names[:5]}...: "
@@ -250,16 +250,15 @@ class Dashboard:
         return self._grid(torch.sigmoid(logits).float().cpu().numpy())
 
     @torch.inference_mode()
-    def richness(self, visible: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Expected number of species (sum of probabilities) per cell, or, with ``threshold``,
-        the number above it."""
+    def richness(self, visible: np.ndarray) -> np.ndarray:
+        """Expected number of species (sum of probabilities) per cell."""
         self._require(visible)
         pooled = self._features(visible)
         total = torch.zeros(len(pooled), device=self.device)
         for start in range(0, self.model.n_species, 2048):
             index = torch.arange(start, min(start + 2048, self.model.n_species), device=self.device)
             p = torch.sigmoid(self.model.head_logits(pooled, index).float())
-            total += (p >= threshold).sum(dim=1) if threshold is not None else p.sum(dim=1)
+            total += p.sum(dim=1)
         return self._grid(total.cpu().numpy())
 
     def threshold(self, species: str, rule: str, visible: np.ndarray) -> float:
@@ -358,16 +357,16 @@ class Dashboard:
         raw = self.workspace.raw_predictors("train", [predictor])[:, 0]
         lo, hi = np.nanquantile(raw, [0.01, 0.99]) if np.isfinite(raw).any() else (stats["mean"] - 2, stats["mean"] + 2)
         values = np.linspace(lo, hi, n)
-        z = (values - stats["mean"]) / (stats["std"] + 1e-4)
+        z = normalise(values[:, None], [predictor], self.card.normalisation)[:, 0]
         i = torch.tensor([self._species_index[species]], device=self.device)
         if mode == "alone":
             x = torch.full((n, self.card.n_columns), float("nan"))
-            x[:, column] = torch.as_tensor(z, dtype=torch.float32)
+            x[:, column] = torch.as_tensor(z)
             p = torch.sigmoid(self.model(x.to(self.device), species=i)[:, 0]).cpu().numpy()
         else:
             base = torch.as_tensor(self.workspace.features("test")[:200])
             rows = base.repeat(n, 1)
-            rows[:, column] = torch.as_tensor(np.repeat(z, len(base)), dtype=torch.float32)
+            rows[:, column] = torch.as_tensor(np.repeat(z, len(base)))
             logits = self.model(rows.to(self.device), species=i)[:, 0]
             p = torch.sigmoid(logits).view(n, len(base)).mean(dim=1).cpu().numpy()
         return pd.DataFrame({predictor: values, "probability": p})

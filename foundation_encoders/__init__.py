@@ -21,10 +21,12 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+import torch
 from torch import nn
 
 from foundation_encoders.smarties import (
@@ -53,6 +55,7 @@ __all__ = [
     "SENTINEL1_BANDS",
     "SENTINEL2_L2A_BANDS",
     "BandError",
+    "WEIGHTS_ENV",
     "Encoder",
     "EncoderFactory",
     "SmartiesConfig",
@@ -69,7 +72,11 @@ __all__ = [
     "projection_indices",
     "register_encoder",
     "sincos_pos_embed",
+    "smarties_or_tiny",
 ]
+
+#: Environment variable naming the SMARTIES weights file, when no path is given.
+WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"
 
 
 @runtime_checkable
@@ -145,3 +152,33 @@ def _smarties_auto(weights: str | Path | None = None, sha256: str | None = None,
     """SMARTIES of the variant the weights file holds (its header decides), ViT-B by default."""
     variant = (detect_variant(weights) if weights is not None else None) or "smarties-vitb"
     return build_smarties(variant, weights=weights, sha256=sha256, **kwargs)
+
+
+def smarties_or_tiny(weights: str | Path | None = None, *, seed: int = 0) -> tuple[SmartiesEncoder, str]:
+    """SMARTIES with the official weights when there is a file, else a tiny random one to try the
+    pipeline with; and a sentence saying which it is.
+
+    Args:
+        weights: the weights file; default ``$MASKSDM_SMARTIES_WEIGHTS``.
+        seed: seed of the random weights (without a file).
+
+    Returns:
+        ``(encoder, note)``. Without a weights file the encoder is ``smarties-tiny`` (32-d, random):
+        its embeddings are random features of the images, NOT what SMARTIES has learnt, and the
+        note says so.
+
+    Raises:
+        WeightsNotFoundError: ``weights`` (or the environment variable) names a file that is not there.
+    """
+    path = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+    if path is not None:
+        encoder = get_encoder("smarties", weights=path)
+        assert isinstance(encoder, SmartiesEncoder)
+        return encoder, f"{encoder.name} with the official pretrained weights from {Path(path).name}"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = build_smarties("smarties-tiny")
+    return encoder, (
+        f"a tiny SMARTIES with RANDOM weights ({encoder.embed_dim}-d; no weights file: set {WEIGHTS_ENV} or pass "
+        "weights=): its embeddings are random features of the images, not what SMARTIES learnt"
+    )

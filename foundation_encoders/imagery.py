@@ -57,7 +57,7 @@ from rasterio.vrt import WarpedVRT
 
 from foundation_encoders.spectrum import SENTINEL1_BANDS, SENTINEL2_L2A_BANDS
 
-__all__ = ["S1_BANDS", "S2_BANDS", "ImageryError", "Scene", "SceneList", "find_scenes", "locate"]
+__all__ = ["S1_BANDS", "S2_BANDS", "ImageryError", "Scene", "SceneList", "find_scenes", "locate", "sample_locations"]
 
 #: Sentinel-2 bands in SMARTIES / BigEarthNet order (no B10), and Sentinel-1 bands.
 S2_BANDS: tuple[str, ...] = SENTINEL2_L2A_BANDS
@@ -606,3 +606,52 @@ def locate(
             x_out[better] = xs[better]
             y_out[better] = ys[better]
     return index, x_out, y_out
+
+
+def sample_locations(
+    scenes: Sequence[Scene],
+    n_per_scene: int,
+    *,
+    size_px: int = 120,
+    resolution: float = 10.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random places whose whole ``size_px`` window lies inside each scene, e.g. to put plots
+    where the imagery is.
+
+    Args:
+        scenes: Scenes to sample in.
+        n_per_scene: Places per scene.
+        size_px: Window width in pixels that must fit inside the scene around each place.
+        resolution: Pixel size in CRS units.
+        seed: Random seed.
+
+    Returns:
+        ``(lon, lat, scene)``: WGS84 degrees, float64 ``(len(scenes) * n_per_scene,)``, and the
+        index of each place's scene.
+
+    Raises:
+        ImageryError: If a scene is smaller than the window, or ``n_per_scene`` is negative.
+    """
+    if n_per_scene < 0:
+        raise ImageryError(f"n_per_scene must be non-negative, got {n_per_scene}")
+    rng = np.random.default_rng(seed)
+    half = size_px * resolution / 2
+    lon, lat = [], []
+    for scene in scenes:
+        left, bottom, right, top = scene.bounds
+        if right - left < 2 * half or top - bottom < 2 * half:
+            raise ImageryError(
+                f"{scene.name} ({(right - left) / resolution:.0f} x {(top - bottom) / resolution:.0f} pixels) is "
+                f"smaller than a {size_px}-pixel window: choose a smaller size_px"
+            )
+        x = rng.uniform(left + half, right - half, n_per_scene)
+        y = rng.uniform(bottom + half, top - half, n_per_scene)
+        to_wgs84 = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True)
+        px, py = to_wgs84.transform(x, y)
+        lon.append(np.asarray(px, np.float64))
+        lat.append(np.asarray(py, np.float64))
+    index = np.repeat(np.arange(len(scenes)), n_per_scene)
+    if not scenes:
+        return np.empty(0), np.empty(0), index
+    return np.concatenate(lon), np.concatenate(lat), index

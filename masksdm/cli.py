@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -317,11 +318,10 @@ def _one_species(result, j: int):
                    base_value=result.base_value[:, j : j + 1], full_value=result.full_value[:, j : j + 1])
 
 
-WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"
+WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"  # foundation_encoders.WEIGHTS_ENV, spelt out to keep torch out of start-up
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    import os
 
     import foundation_encoders
     from foundation_encoders.embed import embed_cells, embed_plots
@@ -438,7 +438,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    import os
     import subprocess
 
     try:
@@ -714,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``masksdm`` and ``python -m masksdm``; returns the exit code."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures are written to files, never shown
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,8 @@ neighbour regression of the true probabilities on that group over the training a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import KNeighborsRegressor
 
-from masksdm._io import write_parquet, write_text
+from masksdm._io import write_json, write_parquet, write_text
 from masksdm.checkpoint import ModelCard, load_checkpoint
 from masksdm.config import RunConfig, preset
 from masksdm.errors import DataError, OutputExistsError
@@ -33,12 +35,12 @@ from masksdm.model import MaskSDM
 from masksdm.predictors import resolve_subset
 from masksdm.rasters import find_rasters
 from masksdm.shapley import global_shapley, local_shapley
-from masksdm.simulate import simulate_world
+from masksdm.simulate import WorldPaths, simulate_world
 from masksdm.splotopen import load_splotopen
 from masksdm.training import train
 from masksdm.workspace import Workspace, prepare_workspace
 
-__all__ = ["DemoResult", "bayes_reference", "run_demo", "shapley_truth_check"]
+__all__ = ["Demo", "DemoResult", "bayes_reference", "open_demo", "run_demo", "shapley_truth_check"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,29 @@ def shapley_truth_check(
 
 
 @dataclass
+class Demo:
+    """A built demo: its virtual world, workspace and trained model.
+
+    Attributes:
+        root: the demo folder.
+        world: where the world's files are (sPlotOpen tables, rasters, truth).
+        workspace: the prepared workspace.
+        run_dir: the trained model (``workspace/models/main``).
+        reused: whether it was found already built with the same settings.
+    """
+
+    root: Path
+    world: WorldPaths
+    workspace: Workspace
+    run_dir: Path
+    reused: bool
+
+    def load(self) -> tuple[MaskSDM, ModelCard]:
+        """The trained model and its card."""
+        return load_checkpoint(self.run_dir)
+
+
+@dataclass
 class DemoResult:
     """Where the demo wrote everything, its summary table and the Shapley check on the truth."""
 
@@ -125,12 +150,79 @@ class DemoResult:
     shapley: dict[str, float]
 
 
+_SETTINGS_FILE = "demo.json"
+
+
+def _settings(seed: int, n_plots: int | None, n_species: int | None, resolution: float | None,
+              extent: tuple[float, float, float, float] | None, plots_at: tuple[np.ndarray, np.ndarray] | None,
+              config: RunConfig) -> dict:
+    where = None
+    if plots_at is not None:
+        where = hashlib.sha256(np.round(np.asarray(plots_at, dtype=np.float64), 6).tobytes()).hexdigest()[:16]
+    return {"seed": seed, "n_plots": n_plots, "n_species": n_species, "resolution": resolution,
+            "extent": None if extent is None else [float(v) for v in extent], "plots_at": where, "config": config.to_dict()}
+
+
+def open_demo(
+    out_dir: str | Path = "masksdm-demo",
+    *,
+    seed: int = 0,
+    n_plots: int | None = None,
+    n_species: int | None = None,
+    resolution: float | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    plots_at: tuple[np.ndarray, np.ndarray] | None = None,
+    config: RunConfig | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Demo:
+    """The demo under ``out_dir``: reused when built before with the same settings, else built.
+
+    Building simulates the virtual world (:func:`masksdm.simulate.simulate_world`), prepares a
+    workspace and trains MaskSDM (``config``, default the ``cpu`` preset), replacing whatever an
+    earlier build with other settings left there. ``masksdm demo`` builds the same thing and
+    evaluates it; notebooks use this to start from a trained model in seconds when one exists.
+
+    Args:
+        out_dir: the demo folder.
+        seed, n_plots, n_species, resolution, extent, plots_at: see :func:`masksdm.simulate.simulate_world`
+            (None: the demo scale's).
+        config: run config (default: the ``cpu`` preset).
+        force: build even when ``out_dir`` holds other files than an earlier demo's.
+        progress: show progress bars.
+
+    Raises:
+        OutputExistsError: ``out_dir`` holds files that are not a demo's and ``force`` is false.
+    """
+    root = Path(out_dir)
+    config = config or preset("cpu")
+    wanted = _settings(seed, n_plots, n_species, resolution, extent, plots_at, config)
+    world = WorldPaths(root / "world", root / "world" / "splotopen", root / "world" / "rasters", root / "world" / "truth")
+    run_dir = root / "workspace" / "models" / "main"
+    settings_file = root / _SETTINGS_FILE
+    if settings_file.is_file() and (run_dir / "model.json").is_file():
+        if json.loads(settings_file.read_text()) == json.loads(json.dumps(wanted)):
+            log.info("reusing the demo built under %s", root)
+            return Demo(root, world, Workspace(root / "workspace"), run_dir, reused=True)
+    if root.exists() and any(root.iterdir()) and not settings_file.is_file() and not force:
+        raise OutputExistsError(f"'{root}' is not empty and holds no demo: choose another folder")
+    settings_file.unlink(missing_ok=True)  # a half-built demo never looks finished
+    world = simulate_world(world.root, seed=seed, n_plots=n_plots, n_species=n_species, resolution=resolution,
+                           extent=extent, plots_at=plots_at, force=True, progress=progress)
+    ws = prepare_workspace(load_splotopen(world.splotopen_dir), root / "workspace",
+                           rasters=find_rasters(world.rasters_dir), seed=seed, force=True, progress=progress)
+    train(ws, run_dir, config=config, force=True, progress=progress)
+    write_json(settings_file, wanted)
+    return Demo(root, world, Workspace(ws.path), run_dir, reused=False)
+
+
 def run_demo(
     out_dir: str | Path = "masksdm-demo",
     *,
     seed: int = 0,
     n_plots: int | None = None,
     n_species: int | None = None,
+    resolution: float | None = None,
     config: RunConfig | None = None,
     force: bool = False,
     progress: bool = True,
@@ -140,24 +232,21 @@ def run_demo(
     root = Path(out_dir)
     if root.exists() and any(root.iterdir()) and not force:
         raise OutputExistsError(f"'{root}' is not empty: pass --force to rebuild the demo there, or --out DIR")
-    config = config or preset("cpu")
-    world = simulate_world(root / "world", seed=seed, n_plots=n_plots, n_species=n_species, force=force, progress=progress)
-    data = load_splotopen(world.splotopen_dir)
-    ws = prepare_workspace(
-        data, root / "workspace", rasters=find_rasters(world.rasters_dir), seed=seed, force=force, progress=progress
-    )
-    run_dir = ws.models_dir() / "main"
-    train(ws, run_dir, config=config, force=force, progress=progress)
-    model, card = load_checkpoint(run_dir)
+    if force:
+        (root / _SETTINGS_FILE).unlink(missing_ok=True)  # rebuild: an earlier demo there is not reused
+    demo = open_demo(root, seed=seed, n_plots=n_plots, n_species=n_species, resolution=resolution,
+                     config=config, force=force, progress=progress)
+    ws, run_dir = demo.workspace, demo.run_dir
+    model, card = demo.load()
     subsets = default_subsets(card)
     evaluation = evaluate(model, card, ws, subsets=subsets)
-    bayes = bayes_reference(ws, world.truth_dir, subsets)
+    bayes = bayes_reference(ws, demo.world.truth_dir, subsets)
     table = evaluation.summary[["subset", "n_predictors", "n_species", "mean_auc", "mean_tss"]].copy()
     table.insert(4, "bayes_auc", [bayes[s] for s in table["subset"]])
     reports = ws.path / "reports"
     write_text(reports / "demo.csv", table.to_csv(index=False))
     write_parquet(reports / "demo_per_species.parquet", evaluation.per_species)
-    shares, per_species = shapley_truth_check(model, card, ws, world.truth_dir)
+    shares, per_species = shapley_truth_check(model, card, ws, demo.world.truth_dir)
     write_text(reports / "demo_shapley_truth.csv", per_species.to_csv(index=False))
     return DemoResult(root=root, workspace=ws.path, run_dir=run_dir, table=table,
                       seconds=time.perf_counter() - start, shapley=shares)

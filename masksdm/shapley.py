@@ -25,9 +25,11 @@ Efficiency holds on the scale of the game: local values on the probability scale
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from masksdm.checkpoint import ModelCard
@@ -43,6 +45,7 @@ __all__ = [
     "LocalGame",
     "MetricGame",
     "Players",
+    "compare_estimators",
     "estimate_shapley",
     "global_shapley",
     "local_shapley",
@@ -372,6 +375,61 @@ def global_shapley(
         seed=seed, progress=progress,
     )
     return result, [card.species[i] for i in chosen]
+
+
+def compare_estimators(
+    model: MaskSDM,
+    card: ModelCard,
+    x: np.ndarray,
+    species: str,
+    *,
+    players: Players,
+    budgets: Sequence[int] = (64, 256, 1024),
+    methods: Sequence[str] = ("permutation", "kernel"),
+    repeats: int = 3,
+    batch_size: int | None = None,
+    precision: str = "auto",
+) -> pd.DataFrame:
+    """Accuracy and time of sampled Shapley values against exact ones, on the local values of one
+    species at the sites ``x`` (probability scale).
+
+    Exact values need 2**k coalitions; the sampled estimators stop after ``budget`` coalitions
+    (each coalition is one pass over the sites), ``repeats`` times with different seeds.
+
+    Args:
+        players: at most :data:`MAX_EXACT_PLAYERS` players (see :func:`resolve_players`).
+        budgets: coalition budgets of the sampled estimators.
+        methods: ``"permutation"`` and/or ``"kernel"``.
+        repeats: runs per method and budget (seeds 0, 1, ...).
+
+    Returns:
+        One row per run: ``method``, ``budget``, ``seed``, ``n_evaluations`` (coalitions used),
+        ``seconds``, ``rmse`` and ``max_error`` against the exact values (over sites and players),
+        and ``mean_se`` (the mean reported standard error; NaN for exact).
+    """
+    masks = resolve_players(players, card.predictors)
+    if len(masks) > MAX_EXACT_PLAYERS:
+        raise ConfigError(f"{len(masks)} players: exact values (the reference) take at most {MAX_EXACT_PLAYERS}")
+    game = LocalGame(model, _check_x(x, card), np.stack(list(masks.values())), _species(card, species),
+                     batch_size=batch_size, precision=precision)
+    names = list(masks)
+    start = time.perf_counter()
+    exact = exact_shapley(game, names)
+    rows = [{"method": "exact", "budget": 2 ** len(names), "seed": 0, "n_evaluations": exact.n_evaluations,
+             "seconds": time.perf_counter() - start, "rmse": 0.0, "max_error": 0.0, "mean_se": np.nan}]
+    for method in methods:
+        for budget in budgets:
+            for seed in range(repeats):
+                start = time.perf_counter()
+                estimate = sampled_shapley(game, names, method=method, max_evaluations=int(budget), seed=seed)
+                error = estimate.values - exact.values
+                rows.append({
+                    "method": method, "budget": int(budget), "seed": seed, "n_evaluations": estimate.n_evaluations,
+                    "seconds": time.perf_counter() - start, "rmse": float(np.sqrt(np.mean(error**2))),
+                    "max_error": float(np.abs(error).max()),
+                    "mean_se": float(np.mean(estimate.std_errors)) if estimate.std_errors is not None else np.nan,
+                })
+    return pd.DataFrame(rows)
 
 
 def _check_x(x: np.ndarray, card: ModelCard) -> np.ndarray:

@@ -158,6 +158,25 @@ def _sample_plots(seed: int, n_plots: int, rasters: LandscapeRasters, land: np.n
     return lon[order], lat[order], cluster[order], dataset[order]
 
 
+def _add_plots(plots_at: tuple[np.ndarray, np.ndarray], lon: np.ndarray, lat: np.ndarray, dataset: np.ndarray,
+               rasters: LandscapeRasters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The drawn plots followed by those at given places (one more dataset)."""
+    x, y = (np.round(np.atleast_1d(np.asarray(v, dtype=np.float64)), 6) for v in plots_at)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ConfigError(f"plots_at needs two 1-D arrays of one length (lon, lat), got shapes {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    ok[ok] = rasters.cell_values(x[ok], y[ok])[1]
+    ok[ok] = is_land(y[ok], x[ok])
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        raise ConfigError(
+            f"{len(bad)} of the {len(x)} plots_at places are off land or outside the rasters "
+            f"(first: lon {x[bad[0]]}, lat {y[bad[0]]}): choose places on land inside the extent"
+        )
+    return (np.concatenate([lon, x]), np.concatenate([lat, y]),
+            np.concatenate([dataset, np.full(len(x), dataset.max() + 1)]))
+
+
 def _fmt(values: np.ndarray, decimals: int) -> np.ndarray:
     """Shortest fixed-point text of each value with at most ``decimals`` decimals; NaN -> None."""
     v = np.round(np.asarray(values, dtype=np.float64), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -495,6 +514,7 @@ def simulate_world(
     n_species: int | None = None,
     resolution: float | None = None,
     extent: tuple[float, float, float, float] | None = None,
+    plots_at: tuple[np.ndarray, np.ndarray] | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> WorldPaths:
@@ -509,6 +529,9 @@ def simulate_world(
         n_species: number of virtual species, overriding the scale's.
         resolution: raster cell size in degrees, overriding the scale's.
         extent: (west, south, east, north) in degrees, overriding the scale's.
+        plots_at: ``(lon, lat)`` WGS84 degrees of plots to add to the ``n_plots`` drawn ones, as one
+            more dataset (e.g. plots where satellite imagery is); each must lie on a land cell of
+            the rasters.
         force: write into a non-empty ``out_dir``, replacing an earlier world's files.
         progress: show a progress bar over blocks of species.
 
@@ -548,6 +571,9 @@ def simulate_world(
     rasters, phase = write_rasters(seed, grid, land, paths.rasters_dir)
 
     lon, lat, _, dataset = _sample_plots(seed, n_plots, rasters, land)
+    if plots_at is not None:
+        lon, lat, dataset = _add_plots(plots_at, lon, lat, dataset, rasters)
+        n_plots = len(lon)
     env, _ = rasters.cell_values(lon, lat)
     row, col, _ = containing_cells(lon, lat, grid.transform, land.shape)
     env |= {"Longitude": lon, "Latitude": lat, "_phase": phase[row, col]}

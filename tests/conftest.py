@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -72,17 +70,15 @@ def ben_dir(tmp_path_factory) -> Path:
     """Real Sentinel-2 L2A and Sentinel-1 patches (six each, BigEarthNet v1) shipped by the
     ``bigearthnet-common`` package, extracted once per session into ``BigEarthNet-S2-Example``
     and ``BigEarthNet-S1-Example``."""
-    try:
-        dist = importlib.metadata.distribution("bigearthnet-common")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("bigearthnet-common (ships the example patches) is not installed")
+    from foundation_encoders.examples import bigearthnet_examples
+    from foundation_encoders.imagery import ImageryError
+
     root = tmp_path_factory.mktemp("bigearthnet")
-    for sensor in ("S2", "S1"):
-        archive = Path(str(dist.locate_file(f"bigearthnet_common/BigEarthNet-{sensor}-Example.tar.bz2")))
-        if not archive.is_file():
-            pytest.skip(f"{archive} missing from the bigearthnet-common install")
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")
+    try:
+        for sensor in ("S2", "S1"):
+            bigearthnet_examples(root, sensor)
+    except ImageryError as err:
+        pytest.skip(str(err))
     return root
 
 

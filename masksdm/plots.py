@@ -73,7 +73,9 @@ def maps_figure(
     n_rows = -(-len(paths) // n_cols)
     left, right, bottom, top = grids[0][1]
     aspect = (top - bottom) / max(right - left, 1e-12)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 4.2 * aspect * n_rows + 0.8), squeeze=False)
+    width = {1: 7.0, 2: 5.2}.get(n_cols, 4.2)  # inches per panel
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols + 0.8, width * aspect * n_rows + 0.9), squeeze=False,
+                             layout="constrained")
     image = None
     for i, ax in enumerate(axes.ravel()):
         if i >= len(paths):
@@ -90,7 +92,7 @@ def maps_figure(
         from matplotlib.patches import Patch
 
         fig.legend(handles=[Patch(color=RANGE_COLORS[0], label="absent"), Patch(color=RANGE_COLORS[1], label="present")],
-                   loc="lower center", ncol=2, frameon=False)
+                   loc="outside lower center", ncol=2, frameon=False)
     elif image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
@@ -259,7 +261,8 @@ def embedding_figure(vectors: np.ndarray, labels: Sequence[str], *, title: str =
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for i, label in enumerate(dict.fromkeys(labels)):
         chosen = labels == label
-        ax.scatter(xy[chosen, 0], xy[chosen, 1], s=14, color=plt.get_cmap("tab10")(i % 10), label=label)
+        shown = str(label).lstrip("_") or "?"  # matplotlib hides labels that start with "_"
+        ax.scatter(xy[chosen, 0], xy[chosen, 1], s=14, color=plt.get_cmap("tab10")(i % 10), label=shown)
     share = 100 * pca.explained_variance_ratio_
     ax.set_xlabel(f"PC 1 ({share[0]:.0f} % of variance)")
     ax.set_ylabel(f"PC 2 ({share[1]:.0f} %)")

@@ -309,6 +309,23 @@ class MapResult:
     seconds: float
     n_cells: int
 
+    def path(self, output: str, species: str | None = None) -> Path:
+        """The file written for ``output`` (``"probability"``, ``"binary"`` or ``"richness"``) and,
+        for per-species files, ``species`` (species names become safe file names).
+
+        Raises:
+            ConfigError: nothing was written for that output or species.
+        """
+        if output == "richness" or (self.out_dir / f"{output}.tif") in self.files:  # multiband layout
+            path = self.out_dir / f"{output}.tif"
+        elif species in self.plan.species:
+            path = self.out_dir / output / f"{_file_stems(self.plan.species)[self.plan.species.index(species)]}.tif"
+        else:
+            raise ConfigError(f"no {output} map of {species!r}: mapped species are {list(self.plan.species)[:5]} ...")
+        if path not in self.files:
+            raise ConfigError(f"no {output} map was written (outputs: {', '.join(self.plan.outputs)})")
+        return path
+
 
 def _block_rows(stack: RasterStack, plan: MapPlan, memory_mb: float) -> int:
     """Strip height keeping a strip's arrays near ``memory_mb``; a multiple of 256 rows when possible."""

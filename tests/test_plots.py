@@ -131,6 +131,7 @@ def test_sampled_estimators_approach_exact_values(tiny_workspace, tiny_run):
 def test_embedding_figure_projects_the_available_vectors():
     rng = np.random.default_rng(0)
     vectors = np.vstack([rng.normal(0, 1, (10, 8)), rng.normal(5, 1, (10, 8)), np.full((2, 8), np.nan)])
-    fig = plots.embedding_figure(vectors, ["a"] * 10 + ["b"] * 12)
+    fig = plots.embedding_figure(vectors, ["a"] * 10 + ["_4_55"] * 12)
     collections = fig.axes[0].collections
     assert [len(c.get_offsets()) for c in collections] == [10, 10]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "4_55"]

@@ -363,12 +363,17 @@ def test_richness_is_the_sum_of_the_species_maps(tiny, rasters, tmp_path):
 def test_layouts_hold_the_same_values(tiny, rasters, tmp_path):
     model, card = tiny
     species = ["Species 05", "Species 01", "Species 06"]
-    maps = {}
+    maps, results = {}, {}
     for layout in ("per-species", "multiband"):
         maps[layout] = tmp_path / layout
-        predict_maps(model, card, rasters, maps[layout], species=species, outputs=ALL, threshold="0.45",
-                     layout=layout, dtype="uint16", progress=False)
+        results[layout] = predict_maps(model, card, rasters, maps[layout], species=species, outputs=ALL,
+                                       threshold="0.45", layout=layout, dtype="uint16", progress=False)
     assert _files(maps["multiband"]) == ["binary.tif", "probability.tif", "richness.tif"]
+    assert results["multiband"].path("binary", "Species 01") == maps["multiband"] / "binary.tif"
+    assert results["per-species"].path("binary", "Species 01") == maps["per-species"] / "binary" / "Species_01.tif"
+    assert results["per-species"].path("richness") == maps["per-species"] / "richness.tif"
+    with pytest.raises(ConfigError, match="no probability map of 'Species 02'"):
+        results["per-species"].path("probability", "Species 02")
     for kind in ("probability", "binary"):
         with rasterio.open(maps["multiband"] / f"{kind}.tif") as src:
             assert src.descriptions == tuple(species)
@@ -390,9 +395,12 @@ def test_species_names_that_clash_as_file_names_get_their_own_files(tiny, raster
     model, card = tiny
     clashing = dataclasses.replace(card, species=["Species 00", "Species/00", "species 00", *SPECIES[3:]])
     out = tmp_path / "maps"
-    predict_maps(model, clashing, rasters, out, species=clashing.species[:3], dtype="float32", progress=False)
+    result = predict_maps(model, clashing, rasters, out, species=clashing.species[:3], dtype="float32", progress=False)
     files = sorted((out / "probability").iterdir())
     assert len({p.name.lower() for p in files}) == 3
+    assert sorted(result.path("probability", s) for s in clashing.species[:3]) == files
+    with pytest.raises(ConfigError, match="no binary map was written"):
+        result.path("binary", "Species 00")
     expected = _model_probabilities(model, card)
     sea = _sea_mask()
     for path in files:

@@ -147,11 +147,13 @@ def local_figure(result: ShapleyResult, *, species: str, unit: str = ""):
     strength = np.abs(values).mean(axis=0)
     order = np.argsort(strength)
     names = np.array(result.players)[order]
+    rows = np.arange(len(names))  # one row per player on both panels
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.8), sharey=True)
-    left.boxplot(values[:, order], orientation="horizontal", tick_labels=names, showfliers=False)
+    left.boxplot(values[:, order], positions=rows, orientation="horizontal", showfliers=False)
+    left.set_yticks(rows, names)
     left.axvline(0, color="black", linewidth=0.8)
     left.set_xlabel(f"Shapley value per site{f' ({unit})' if unit else ''}")
-    right.barh(names, strength[order], color="#2b8cbe")
+    right.barh(rows, strength[order], color="#2b8cbe")
     right.set_xlabel("mean |Shapley value|")
     fig.suptitle(f"{species}: what drives the prediction at {len(values)} sites", fontsize=11)
     for ax in (left, right):

@@ -19,7 +19,13 @@ from masksdm import plots  # noqa: E402
 from masksdm.checkpoint import load_checkpoint  # noqa: E402
 from masksdm.shapley import compare_estimators, global_shapley, local_shapley  # noqa: E402
 from masksdm.shapley_core import ShapleyResult  # noqa: E402
-from masksdm.shapley_report import global_figure, mean_over_species, save_figure, site_figure  # noqa: E402
+from masksdm.shapley_report import (  # noqa: E402
+    global_figure,
+    local_figure,
+    mean_over_species,
+    save_figure,
+    site_figure,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +116,19 @@ def test_site_waterfall_goes_from_base_to_prediction(tiny_workspace, tiny_run, t
     assert bars[0].get_x() == pytest.approx(float(result.base_value[2, 0]))
     assert ends[-1] == pytest.approx(float(result.full_value[2, 0]), abs=1e-9)
     assert save_figure(fig, tmp_path / "site.png").stat().st_size > 1000
+
+
+def test_local_panels_put_each_player_on_one_row(tiny_workspace, tiny_run):
+    model, card = load_checkpoint(tiny_run)
+    result = local_shapley(model, card, tiny_workspace.features("test")[:30], card.species[0])
+    fig = local_figure(result, species=card.species[0])
+    left, right = fig.axes
+    strength = np.abs(result.values[:, 0, :]).mean(axis=0)
+    labels = [t.get_text() for t in left.get_yticklabels()]
+    for bar in right.patches:  # the bar on a player's row has that player's mean |value|
+        player = labels[int(round(bar.get_y() + bar.get_height() / 2))]
+        assert bar.get_width() == pytest.approx(strength[result.players.index(player)])
+    np.testing.assert_array_equal(left.get_yticks(), np.arange(len(labels)))  # the boxes' rows
 
 
 def test_sampled_estimators_approach_exact_values(tiny_workspace, tiny_run):

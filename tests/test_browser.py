@@ -85,14 +85,14 @@ def test_search_a_species_switch_a_group_off_and_the_map_changes(server, map_wor
                                                                      "--enable-unsafe-swiftshader"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server, wait_until="load")  # base-map tiles may never load offline
-        page.get_by_role("heading", level=1).wait_for(timeout=60_000)
+        page.get_by_role("heading", level=1).first.wait_for(timeout=60_000)  # the page has drawn
         page.screenshot(path=ARTIFACTS / "dashboard_start.png", full_page=True)
 
         search = page.get_by_label("Search species")
         search.fill(species.split()[1])
         search.press("Enter")
         _idle(page)
-        page.get_by_role("heading", name=species).wait_for(timeout=60_000)
+        page.get_by_role("heading", name=species, exact=True).wait_for(timeout=60_000)
         before = _map_png(page)
         page.screenshot(path=ARTIFACTS / "dashboard_species.png", full_page=True)
 

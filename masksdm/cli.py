@@ -322,7 +322,6 @@ WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"  # foundation_encoders.WEIGHTS_ENV, spe
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-
     import foundation_encoders
     from foundation_encoders.embed import embed_cells, embed_plots
     from foundation_encoders.imagery import ImageryError, find_scenes

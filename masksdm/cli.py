@@ -45,6 +45,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    """Where a model runs, and in which precision (the commands that run a trained model)."""
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when there is a GPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, fp32 on CPU")
+
+
 def _run_config(args: argparse.Namespace):
     from masksdm.config import load_config, preset
 
@@ -610,9 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--target-se", type=float, help="sampled methods: stop at this standard error")
         q.add_argument("--max-evaluations", type=int, help="sampled methods: coalition evaluation budget")
         q.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
-        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                       help="auto: bf16 on CUDA, fp32 on CPU")
+        _add_device(q)
         q.add_argument("--force", action="store_true", help="overwrite existing outputs")
         _add_common(q)
         q.set_defaults(func=func)
@@ -654,8 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Sentinel-2 L2A DN offset of processing baseline 04.00+ (auto: from metadata)")
         q.add_argument("--batch-size", type=int, default=32)
         q.add_argument("--workers", type=int, help="threads reading imagery (default: one per CPU core, up to 8)")
-        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+        _add_device(q)
         if kind == "cells":
             q.add_argument("--like", type=Path, help="template raster of the map grid (default: the workspace's bio_1)")
             q.add_argument("--out", type=Path, help="output GeoTIFF (default WORKSPACE/embeddings/<name>.tif)")
@@ -686,8 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-rows", type=int, help="strip height in rows (instead of --memory-mb)")
     p.add_argument("--workers", type=int, help="predict on a dask LocalCluster of N worker processes")
     p.add_argument("--scheduler", help="predict on the dask cluster at this address (tcp://host:8786)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    _add_device(p)
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     p.add_argument("--force", action="store_true", help="overwrite maps in --out")
     _add_common(p)

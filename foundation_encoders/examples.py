@@ -60,8 +60,6 @@ def bigearthnet_examples(out_dir: str | Path, sensor: str = "S2") -> Path:
 
 def scene_labels(scene: Scene) -> list[str]:
     """The CORINE land-cover labels of a BigEarthNet patch (from its sidecar), or [] without one."""
-    folder = Path(next(iter(scene.bands.values()))[0]).parent
-    sidecar = folder / f"{scene.name}_labels_metadata.json"
-    if not sidecar.is_file():
+    if scene.sidecar is None:
         return []
-    return [str(label) for label in json.loads(sidecar.read_text()).get("labels", [])]
+    return [str(label) for label in json.loads(scene.sidecar.read_text()).get("labels", [])]

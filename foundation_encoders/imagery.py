@@ -114,6 +114,8 @@ class Scene:
             04.00+, else 0.
         offset_source: How ``offset`` was decided, human readable.
         skipped: Bands found but left out, with the reason (e.g. B10, unrecognised descriptions).
+        sidecar: The scene's BigEarthNet ``*_labels_metadata.json`` (land-cover labels, tile
+            source), or None.
 
     Opened datasets are cached on the scene by :meth:`read`; call :meth:`close` (or use the scene
     as a context manager) when done with it. A scene is not thread-safe.
@@ -128,6 +130,7 @@ class Scene:
     offset: float
     offset_source: str
     skipped: tuple[str, ...] = ()
+    sidecar: Path | None = None
     _datasets: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -469,6 +472,7 @@ def _build_scene(
             f"scene {name!r} mixes Sentinel-2 and Sentinel-1 bands {sorted(bands)}; keep them apart"
         )
     sensor = sensors.pop()
+    found = _find_sidecar(sidecar)
     first = next(iter(infos.values()))
     if first.crs is None or any(i.crs is None or i.crs != first.crs for i in infos.values()):
         listing = ", ".join(f"{p.name} ({i.crs.to_string() if i.crs else 'no CRS'})" for p, i in infos.items())
@@ -489,9 +493,9 @@ def _build_scene(
     elif offset_choice is not None:
         offset, source = offset_choice, f"given (l2a_offset={offset_choice:g})"
     else:
-        offset, source = _detect_offset(name, list(infos.values()), sidecar)
+        offset, source = _detect_offset(name, list(infos.values()), found)
     return Scene(name=name, sensor=sensor, crs=first.crs, bounds=(left, bottom, right, top), bands=bands,
-                 nodata=nodata, offset=offset, offset_source=source, skipped=tuple(skipped))
+                 nodata=nodata, offset=offset, offset_source=source, skipped=tuple(skipped), sidecar=found)
 
 
 def _baseline_offset(baseline: str, where: str) -> tuple[float, str]:
@@ -500,7 +504,15 @@ def _baseline_offset(baseline: str, where: str) -> tuple[float, str]:
     return (1000.0 if number >= 400 else 0.0), f"processing baseline {label} in {where}"
 
 
-def _detect_offset(name: str, infos: list[_File], sidecar: Path) -> tuple[float, str]:
+def _find_sidecar(expected: Path) -> Path | None:
+    """The scene's sidecar: the expected file, else the only ``*_labels_metadata.json`` beside it."""
+    if expected.is_file():
+        return expected
+    jsons = sorted(expected.parent.glob("*_labels_metadata.json"))
+    return jsons[0] if len(jsons) == 1 else None
+
+
+def _detect_offset(name: str, infos: list[_File], sidecar: Path | None) -> tuple[float, str]:
     """Sentinel-2 DN offset and how it was found (see :func:`find_scenes`)."""
     for info in infos:
         for key, value in info.tags.items():
@@ -517,10 +529,7 @@ def _detect_offset(name: str, infos: list[_File], sidecar: Path) -> tuple[float,
     for text in names + [value for i in infos for value in i.tags.values()]:
         if m := _BASELINE_RE.search(text):
             return _baseline_offset(m[1], repr(text))
-    if not sidecar.is_file():
-        jsons = sorted(sidecar.parent.glob("*_labels_metadata.json"))
-        sidecar = jsons[0] if len(jsons) == 1 else sidecar
-    if sidecar.is_file():
+    if sidecar is not None:
         try:
             tile_source = str(json.loads(sidecar.read_text()).get("tile_source", ""))
         except (OSError, ValueError, AttributeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,10 +28,23 @@ def test_examples_unpack_once_into_scenes_with_land_cover(ben_dir):
     assert len(scenes) == 6 and {s.crs.to_epsg() for s in scenes} == {32629, 32633, 32635}
     assert all(scene_labels(s) for s in scenes)
     assert "Non-irrigated arable land" in scene_labels(next(s for s in scenes if s.name.endswith("_87_48")))
+    assert all(s.sidecar is not None and s.sidecar.name == f"{s.name}_labels_metadata.json" for s in scenes)
     s1 = find_scenes(bigearthnet_examples(ben_dir, "S1"))
     assert {s.sensor for s in s1} == {"S1"}
     with pytest.raises(ImageryError, match="unknown sensor"):
         bigearthnet_examples(ben_dir, "L8")
+
+
+def test_a_lone_sidecar_of_another_name_is_the_scenes(ben_dir, tmp_path):
+    source = next((ben_dir / "BigEarthNet-S2-Example").iterdir())
+    folder = tmp_path / "patch"
+    shutil.copytree(source, folder)
+    (folder / f"{source.name}_labels_metadata.json").rename(folder / "renamed_labels_metadata.json")
+    (scene,) = find_scenes(folder)
+    assert scene.sidecar == folder / "renamed_labels_metadata.json" and scene_labels(scene)
+    (folder / "renamed_labels_metadata.json").unlink()
+    (bare,) = find_scenes(folder)
+    assert bare.sidecar is None and scene_labels(bare) == []
 
 
 def test_sampled_places_have_their_whole_window_in_their_image(ben_dir):

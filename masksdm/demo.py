@@ -197,7 +197,7 @@ def open_demo(
     root = Path(out_dir)
     config = config or preset("cpu")
     wanted = _settings(seed, n_plots, n_species, resolution, extent, plots_at, config)
-    world = WorldPaths(root / "world", root / "world" / "splotopen", root / "world" / "rasters", root / "world" / "truth")
+    world = WorldPaths.at(root / "world")
     run_dir = root / "workspace" / "models" / "main"
     settings_file = root / _SETTINGS_FILE
     if settings_file.is_file() and (run_dir / "model.json").is_file():
@@ -213,7 +213,7 @@ def open_demo(
                            rasters=find_rasters(world.rasters_dir), seed=seed, force=True, progress=progress)
     train(ws, run_dir, config=config, force=True, progress=progress)
     write_json(settings_file, wanted)
-    return Demo(root, world, Workspace(ws.path), run_dir, reused=False)
+    return Demo(root, world, ws, run_dir, reused=False)
 
 
 def run_demo(

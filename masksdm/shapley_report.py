@@ -202,12 +202,11 @@ def map_figure(tif: str | Path, *, max_pixels: int = 600):
     import matplotlib.pyplot as plt
     import rasterio
 
+    from masksdm.plots import read_map
+
+    bands, extent = read_map(tif, band=None, max_pixels=max_pixels)
     with rasterio.open(tif) as src:
-        scale = max(1.0, max(src.height, src.width) / max_pixels)
-        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        bands = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.nearest).astype(float)
         names = list(src.descriptions)
-        extent = (src.bounds.left, src.bounds.right, src.bounds.bottom, src.bounds.top)
     players = bands[1:-1]
     limit = float(np.nanpercentile(np.abs(players), 99)) if np.isfinite(players).any() else 1.0
     order = [len(names) - 1, 0, *range(1, len(names) - 1)]

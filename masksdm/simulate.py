@@ -118,6 +118,12 @@ class WorldPaths:
     rasters_dir: Path
     truth_dir: Path
 
+    @classmethod
+    def at(cls, root: str | Path) -> WorldPaths:
+        """The folders of a world written (or to be written) under ``root``."""
+        root = Path(root)
+        return cls(root, root / "splotopen", root / "rasters", root / "truth")
+
 
 def _sample_plots(seed: int, n_plots: int, rasters: LandscapeRasters, land: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -560,7 +566,7 @@ def simulate_world(
     if root.exists() and (not root.is_dir() or any(root.iterdir())) and not force:
         raise OutputExistsError(f"'{root}' is not empty: pass --force (force=True) to overwrite "
                                 "the world there, or choose another folder")
-    paths = WorldPaths(root, root / "splotopen", root / "rasters", root / "truth")
+    paths = WorldPaths.at(root)
 
     grid = Grid(west, north, res, max(1, round((north - south) / res)),
                  max(1, round((east - west) / res)))

@@ -3,7 +3,7 @@
 Both ways draw the same shown grid (every k-th raster cell, at most about 15,000 land cells).
 Plain way: every redraw predicts those cells for the species shown from scratch, with the full
 token sequence (masked predictors as mask tokens), in batches of 2,048. Ours
-(:class:`masksdm.dashboard.Dashboard`): masked tokens collapsed and the pooled features cached per
+(:class:`masksdm.dashboard.view.Dashboard`): masked tokens collapsed and the pooled features cached per
 predictor subset, so that a new species, threshold or layer only runs the head.
 
     masksdm demo                      # once: builds masksdm-demo/
@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from masksdm.dashboard import Dashboard
+from masksdm.dashboard.view import Dashboard
 
 
 def timed(fn) -> float:

@@ -7,7 +7,7 @@ GPU run is). Both ways produce the same vectors (checked):
 
 * plain: one plot at a time; open each band file, read the window resampled to 10 m with
   rasterio, normalise, resize, encode a batch of one;
-* ours: :func:`foundation_encoders.embed.embed_locations`: plots grouped by scene, files kept
+* ours: :func:`masksdm.satellite.embed_locations`: plots grouped by scene, files kept
   open, ``--workers`` reader threads filling batches of ``--batch`` while the encoder runs.
 
     python benchmarks/embed_pipeline.py                      # tiny encoder, CPU: reading speed
@@ -32,10 +32,10 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
-from foundation_encoders.embed import embed_locations
 from foundation_encoders.imagery import find_scenes, locate
 from foundation_encoders.smarties import build_smarties
 from foundation_encoders.spectrum import normalise
+from masksdm.satellite import embed_locations
 
 WINDOW = 64  # pixels of 10 m: 640 m windows fit inside the 1.2 km patches
 

@@ -59,7 +59,7 @@ def make_stack(demo_rasters: Path, out: Path, height: int = HEIGHT) -> Path:
 
 
 def plain(run_dir: str, rasters: str, out: str, device: str, richness: bool) -> dict:
-    from masksdm.checkpoint import load_checkpoint
+    from masksdm.model.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(run_dir, device=device)
     start = time.perf_counter()
@@ -94,8 +94,8 @@ def plain(run_dir: str, rasters: str, out: str, device: str, richness: bool) -> 
 
 
 def ours(run_dir: str, rasters: str, out: str, device: str, richness: bool) -> dict:
-    from masksdm.checkpoint import load_checkpoint
-    from masksdm.prediction import predict_maps
+    from masksdm.maps.predict import predict_maps
+    from masksdm.model.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(run_dir, device=device)
     start = time.perf_counter()
@@ -106,9 +106,9 @@ def ours(run_dir: str, rasters: str, out: str, device: str, richness: bool) -> d
 
 def paper_size_run(out: Path) -> Path:
     """A checkpoint of the paper-size model (random weights, 12,738 species) for the richness run."""
-    from masksdm.checkpoint import ModelCard, build_model, save_checkpoint
-    from masksdm.config import preset
-    from masksdm.predictors import default_predictors
+    from masksdm.data.predictors import default_predictors
+    from masksdm.model.checkpoint import ModelCard, build_model, save_checkpoint
+    from masksdm.model.config import preset
 
     run = out / "paper-size"
     if (run / "model.json").exists():

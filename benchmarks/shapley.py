@@ -15,7 +15,7 @@ AUC routine, so (a) compares the Shapley machinery, not the metric.
 
 Our way: masked tokens collapsed into one (a coalition of 10 visible predictors runs 11 tokens,
 not 62), only the species asked for through the head, and the combination as one matrix product
-with the Shapley weight matrix (``masksdm.shapley_core``), bf16 autocast on CUDA.
+with the Shapley weight matrix (``masksdm.explain.core``), bf16 autocast on CUDA.
 
 On a 2-core CPU the plain way needs hours at full size, so ``--scale`` runs a fraction of the rows
 (and cells) for both ways; the ratio does not depend on it and the full-size times are extrapolated
@@ -36,11 +36,11 @@ import time
 import numpy as np
 import torch
 
+from masksdm.data.predictors import default_predictors, predictor_groups
+from masksdm.explain.core import exact_shapley
+from masksdm.explain.games import LocalGame, MetricGame
 from masksdm.metrics import roc_auc
-from masksdm.model import MaskSDM, count_parameters
-from masksdm.predictors import default_predictors, predictor_groups
-from masksdm.shapley import LocalGame, MetricGame
-from masksdm.shapley_core import exact_shapley
+from masksdm.model.network import MaskSDM, count_parameters
 
 N_SPECIES, D_EMBEDDING = 12_738, 256
 N_TEST, N_CELLS = 14_189, 65_117

@@ -22,9 +22,9 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from masksdm.inference import autocast
-from masksdm.losses import WeightedLoss
-from masksdm.model import MaskSDM, count_parameters
+from masksdm.model.inference import autocast
+from masksdm.model.losses import WeightedLoss
+from masksdm.model.network import MaskSDM, count_parameters
 
 N_PREDICTORS, D_EMBEDDING, N_SPECIES = 61, 256, 12_738
 

@@ -26,18 +26,18 @@ import pandas as pd
 from sklearn.neighbors import KNeighborsRegressor
 
 from masksdm._io import write_json, write_parquet, write_text
-from masksdm.checkpoint import ModelCard, load_checkpoint
-from masksdm.config import RunConfig, preset
+from masksdm.data.predictors import resolve_subset
+from masksdm.data.rasters import find_rasters
+from masksdm.data.splotopen import load_splotopen
 from masksdm.errors import DataError, OutputExistsError
-from masksdm.evaluation import default_subsets, evaluate
+from masksdm.evaluation.subsets import default_subsets, evaluate
+from masksdm.explain.games import global_shapley, local_shapley
 from masksdm.metrics import mean_auc
-from masksdm.model import MaskSDM
-from masksdm.predictors import resolve_subset
-from masksdm.rasters import find_rasters
-from masksdm.shapley import global_shapley, local_shapley
-from masksdm.simulate import WorldPaths, simulate_world
-from masksdm.splotopen import load_splotopen
-from masksdm.training import train
+from masksdm.model.checkpoint import ModelCard, load_checkpoint
+from masksdm.model.config import RunConfig, preset
+from masksdm.model.network import MaskSDM
+from masksdm.model.training import train
+from masksdm.sim.simulate import WorldPaths, simulate_world
 from masksdm.workspace import Workspace, prepare_workspace
 
 __all__ = ["Demo", "DemoResult", "bayes_reference", "open_demo", "run_demo", "shapley_truth_check"]
@@ -178,14 +178,14 @@ def open_demo(
 ) -> Demo:
     """The demo under ``out_dir``: reused when built before with the same settings, else built.
 
-    Building simulates the virtual world (:func:`masksdm.simulate.simulate_world`), prepares a
+    Building simulates the virtual world (:func:`masksdm.sim.simulate.simulate_world`), prepares a
     workspace and trains MaskSDM (``config``, default the ``cpu`` preset), replacing whatever an
     earlier build with other settings left there. ``masksdm demo`` builds the same thing and
     evaluates it; notebooks use this to start from a trained model in seconds when one exists.
 
     Args:
         out_dir: the demo folder.
-        seed, n_plots, n_species, resolution, extent, plots_at: see :func:`masksdm.simulate.simulate_world`
+        seed, n_plots, n_species, resolution, extent, plots_at: see :func:`masksdm.sim.simulate.simulate_world`
             (None: the demo scale's).
         config: run config (default: the ``cpu`` preset).
         force: build even when ``out_dir`` holds other files than an earlier demo's.

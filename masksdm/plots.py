@@ -1,7 +1,7 @@
 """Figures for notebooks and reports: where the plots are, how training went, how subsets compare,
 and maps side by side. Every function returns a matplotlib Figure (shown inline in Jupyter; write
-it with :func:`masksdm.shapley_report.save_figure`). Shapley figures are in
-:mod:`masksdm.shapley_report`.
+it with :func:`masksdm.explain.report.save_figure`). Shapley figures are in
+:mod:`masksdm.explain.report`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def maps_figure(
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    from masksdm.dashboard import RANGE_COLORS
+    from masksdm.dashboard.view import RANGE_COLORS
 
     if not paths:
         raise ValueError("no rasters to show")
@@ -151,7 +151,7 @@ def training_figure(run_dir: str | Path):
 
 def subsets_figure(table: pd.DataFrame, *, scale: float = 100.0, title: str = "", reference: str | None = None):
     """Grouped bars of mean AUC per predictor subset (columns) and method (rows), as the table of
-    :func:`masksdm.compare.compare_subsets`; ``reference`` (a row, e.g. ``"oracle"``) is drawn as
+    :func:`masksdm.evaluation.compare.compare_subsets`; ``reference`` (a row, e.g. ``"oracle"``) is drawn as
     black ticks instead of bars."""
     import matplotlib.pyplot as plt
 
@@ -180,7 +180,7 @@ def subsets_figure(table: pd.DataFrame, *, scale: float = 100.0, title: str = ""
 
 def estimator_figure(runs: pd.DataFrame):
     """Error and time of sampled Shapley estimators against the coalitions they used, from
-    :func:`masksdm.shapley.compare_estimators` (mean over repeats); the exact values' cost is the
+    :func:`masksdm.explain.games.compare_estimators` (mean over repeats); the exact values' cost is the
     dotted line."""
     import matplotlib.pyplot as plt
 

@@ -227,7 +227,7 @@ def embed_locations(
         settings: extra settings recorded with the run (e.g. the weights' sha256).
         progress: show a progress bar.
     """
-    from masksdm.inference import autocast, resolve_device
+    from masksdm.model.inference import autocast, resolve_device
 
     lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
     if not scenes:
@@ -340,8 +340,8 @@ def embed_plots(
 
     ``options`` go to :func:`embed_locations` (bands, window, batch_size, device, ...).
     """
-    from masksdm.embeddings import EMBEDDINGS_DIR, write_embeddings
-    from masksdm.predictors import EMBEDDING, Predictor
+    from masksdm.data.embeddings import EMBEDDINGS_DIR, write_embeddings
+    from masksdm.data.predictors import EMBEDDING, Predictor
     from masksdm.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -375,7 +375,7 @@ def embed_cells(
     memory holds their vectors plus one strip of the grid; ``options`` go to
     :func:`embed_locations`.
     """
-    from masksdm.grid import GeoTIFFWriter, RasterStack
+    from masksdm.data.grid import GeoTIFFWriter, RasterStack
 
     out = Path(out)
     partial = _output(out, resume=resume, force=force)

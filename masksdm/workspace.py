@@ -9,8 +9,8 @@ Layout::
     predictors.json       name, group, source and unit of each predictor, in model input order
     normalisation.json    mean and std of each predictor on the TRAINING split only
     embeddings/<name>.*   optional embedding vectors per plot (.parquet) and per map cell (.tif),
-                          e.g. SMARTIES satellite embeddings (see masksdm.embeddings)
-    models/<run>/         trained models (see masksdm.checkpoint)
+                          e.g. SMARTIES satellite embeddings (see masksdm.data.embeddings)
+    models/<run>/         trained models (see masksdm.model.checkpoint)
 
 Plots are split into train/validation/test by spatial blocks (default 1 degree), as in the MaskSDM
 paper, so that test plots are spatially separated from training plots.
@@ -31,16 +31,16 @@ import pandas as pd
 
 from masksdm import __version__
 from masksdm._io import write_json, write_parquet
-from masksdm.embeddings import EMBEDDINGS_DIR, align_embeddings
-from masksdm.errors import DataError, OutputExistsError
-from masksdm.plotdata import PlotData, check_coordinates
-from masksdm.predictors import (
+from masksdm.data.embeddings import EMBEDDINGS_DIR, align_embeddings
+from masksdm.data.plotdata import PlotData, check_coordinates
+from masksdm.data.predictors import (
     Predictor,
     catalogue_entry,
     check_input_order,
     default_predictors,
     input_widths,
 )
+from masksdm.errors import DataError, OutputExistsError
 
 __all__ = ["SPLITS", "Workspace", "normalise", "normalise_inputs", "prepare_workspace", "spatial_block_split"]
 
@@ -180,7 +180,7 @@ def prepare_workspace(
     sources = {c: "table" for c in plots.columns if c not in ("plot_id", "lon", "lat")}
     groups: dict[str, str] = {}
     if rasters:
-        from masksdm.rasters import extract_rasters, raster_group
+        from masksdm.data.rasters import extract_rasters, raster_group
 
         clash = sorted(set(rasters) & set(sources))
         if clash:

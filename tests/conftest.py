@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from masksdm.config import ModelConfig, RunConfig, TrainConfig
-from masksdm.plotdata import PlotData
+from masksdm.data.plotdata import PlotData
+from masksdm.model.config import ModelConfig, RunConfig, TrainConfig
 
 SHARED_GREECE = Path(__file__).resolve().parents[2] / "shared" / "data" / "splotopen_greece"
 
@@ -58,7 +58,7 @@ def tiny_workspace(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_workspace):
-    from masksdm.training import train
+    from masksdm.model.training import train
 
     run_dir = tiny_workspace.path / "models" / "tiny"
     train(tiny_workspace, run_dir, config=tiny_config(epochs=12), progress=False)
@@ -86,10 +86,10 @@ def ben_dir(tmp_path_factory) -> Path:
 def map_workspace(tmp_path_factory):
     """A small virtual world in the real formats (rasters at 0.5 degrees) with a trained model:
     what the dashboard opens."""
-    from masksdm.rasters import find_rasters
-    from masksdm.simulate import simulate_world
-    from masksdm.splotopen import load_splotopen
-    from masksdm.training import train
+    from masksdm.data.rasters import find_rasters
+    from masksdm.data.splotopen import load_splotopen
+    from masksdm.model.training import train
+    from masksdm.sim.simulate import simulate_world
     from masksdm.workspace import prepare_workspace
 
     root = tmp_path_factory.mktemp("map_world")

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from masksdm.checkpoint import check_predictors, load_checkpoint
 from masksdm.errors import CheckpointError
-from masksdm.inference import predict_logits
+from masksdm.model.checkpoint import check_predictors, load_checkpoint
+from masksdm.model.inference import predict_logits
 
 
 @pytest.fixture

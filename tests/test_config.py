@@ -2,8 +2,8 @@
 
 import pytest
 
-from masksdm.config import RunConfig, load_config, preset
 from masksdm.errors import ConfigError
+from masksdm.model.config import RunConfig, load_config, preset
 
 
 def test_toml_round_trip(tmp_path):

@@ -1,4 +1,4 @@
-"""The dashboard: its computations (masksdm.dashboard) and every control of the page, driven with
+"""The dashboard: its computations (masksdm.dashboard.view) and every control of the page, driven with
 Streamlit's AppTest on a small virtual world with a trained model."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import rasterio
 
-from masksdm.dashboard import Dashboard, colorize, geotiff_bytes, search_species
+from masksdm.dashboard.view import Dashboard, colorize, geotiff_bytes, search_species
 from masksdm.errors import DataError
-from masksdm.shapley import global_shapley
+from masksdm.explain.games import global_shapley
 
 APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
@@ -196,9 +196,9 @@ def test_the_satellite_token_is_a_group_on_the_maps(map_workspace, tmp_path):
     dashboard reads embeddings/<name>.tif, and Satellite is a group to switch and explain."""
     import shutil
 
-    from masksdm.embeddings import write_embeddings
-    from masksdm.predictors import EMBEDDING, Predictor
-    from masksdm.training import train
+    from masksdm.data.embeddings import write_embeddings
+    from masksdm.data.predictors import EMBEDDING, Predictor
+    from masksdm.model.training import train
     from masksdm.workspace import Workspace
     from tests.conftest import tiny_config
 

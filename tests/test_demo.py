@@ -8,7 +8,7 @@ import pytest
 
 from masksdm.demo import open_demo
 from masksdm.errors import ConfigError, OutputExistsError
-from masksdm.simulate import simulate_world
+from masksdm.sim.simulate import simulate_world
 from tests.conftest import tiny_config
 
 SMALL = dict(n_plots=300, n_species=6, resolution=1.0)

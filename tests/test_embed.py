@@ -18,16 +18,16 @@ from pyproj import Transformer
 from safetensors.torch import save_file
 
 import foundation_encoders
-from foundation_encoders.embed import embed_cells, embed_locations
 from foundation_encoders.imagery import find_scenes
 from foundation_encoders.smarties import build_smarties
 from foundation_encoders.spectrum import BandError, normalise
-from masksdm.checkpoint import load_checkpoint
 from masksdm.cli import main
-from masksdm.embeddings import read_embeddings
-from masksdm.plotdata import PlotData
-from masksdm.shapley import global_shapley
-from masksdm.training import train
+from masksdm.data.embeddings import read_embeddings
+from masksdm.data.plotdata import PlotData
+from masksdm.explain.games import global_shapley
+from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.training import train
+from masksdm.satellite import embed_cells, embed_locations
 from masksdm.workspace import Workspace, prepare_workspace
 from tests.conftest import make_plot_data, tiny_config
 

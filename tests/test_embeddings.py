@@ -8,12 +8,12 @@ import pytest
 import rasterio
 from affine import Affine
 
-from masksdm.checkpoint import load_checkpoint
-from masksdm.embeddings import align_embeddings, read_embeddings, write_embeddings
+from masksdm.data.embeddings import align_embeddings, read_embeddings, write_embeddings
+from masksdm.data.predictors import EMBEDDING, Predictor
 from masksdm.errors import DataError, RasterError
-from masksdm.evaluation import subset_logits
+from masksdm.evaluation.subsets import subset_logits
 from masksdm.metrics import mean_auc
-from masksdm.predictors import EMBEDDING, Predictor
+from masksdm.model.checkpoint import load_checkpoint
 from masksdm.workspace import prepare_workspace
 from tests.conftest import make_plot_data, tiny_config
 
@@ -41,7 +41,7 @@ def sat_workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sat_run(sat_workspace):
-    from masksdm.training import train
+    from masksdm.model.training import train
 
     ws, _ = sat_workspace
     run_dir = ws.path / "models" / "sat"
@@ -86,7 +86,7 @@ def test_the_embedding_is_one_masked_token_that_carries_the_environment(sat_work
 
 
 def test_satellite_is_one_shapley_player(sat_workspace, sat_run):
-    from masksdm.shapley import global_shapley
+    from masksdm.explain.games import global_shapley
 
     ws, _ = sat_workspace
     model, card = load_checkpoint(sat_run)
@@ -104,7 +104,7 @@ def _raster(path, values, transform):
 
 
 def test_maps_read_the_embedding_raster(sat_run, tmp_path):
-    from masksdm.prediction import predict_maps
+    from masksdm.maps.predict import predict_maps
 
     model, card = load_checkpoint(sat_run)
     transform = Affine(0.5, 0.0, -5.0, 0.0, -0.5, 58.0)

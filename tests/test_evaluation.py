@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from masksdm.checkpoint import load_checkpoint
-from masksdm.compare import compare_subsets, format_table
 from masksdm.errors import DataError
-from masksdm.evaluation import default_subsets, evaluate
-from masksdm.imputation import KNNImputer, make_imputer
+from masksdm.evaluation.compare import compare_subsets, format_table
+from masksdm.evaluation.imputation import KNNImputer, make_imputer
+from masksdm.evaluation.subsets import default_subsets, evaluate
+from masksdm.model.checkpoint import load_checkpoint
 
 
 def test_evaluate_every_group_and_all(tiny_run, tiny_workspace):

@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from masksdm.checkpoint import load_checkpoint
-from masksdm.inference import predict_logits
 from masksdm.metrics import roc_auc
-from masksdm.training import train
+from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.inference import predict_logits
+from masksdm.model.training import train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -39,7 +39,7 @@ def test_auc_on_the_gpu_matches_the_cpu():
 
 
 def test_collapsed_mask_tokens_on_the_gpu_in_bf16():
-    from masksdm.model import MaskSDM
+    from masksdm.model.network import MaskSDM
 
     torch.manual_seed(0)
     model = MaskSDM(n_predictors=61, n_species=50, d_embeddings=(16,), d_token=64, n_blocks=2, n_heads=4).cuda().eval()
@@ -53,7 +53,7 @@ def test_collapsed_mask_tokens_on_the_gpu_in_bf16():
 
 
 def test_shapley_on_the_gpu_matches_the_cpu(tiny_run, tiny_workspace):
-    from masksdm.shapley import global_shapley, local_shapley
+    from masksdm.explain.games import global_shapley, local_shapley
 
     x, y = tiny_workspace.features("test"), tiny_workspace.labels("test")
     cpu_model, card = load_checkpoint(tiny_run, device="cpu")
@@ -69,7 +69,7 @@ def test_maps_on_the_gpu_match_the_cpu(tiny_run, tmp_path):
     import rasterio
     from affine import Affine
 
-    from masksdm.prediction import predict_maps
+    from masksdm.maps.predict import predict_maps
 
     transform = Affine(0.25, 0.0, -5.0, 0.0, -0.25, 58.0)
     folder = tmp_path / "rasters"
@@ -109,9 +109,9 @@ def test_smarties_vitb_on_the_gpu_bf16_and_both_projection_forms_agree():
 def test_embedding_pipeline_on_the_gpu_matches_the_cpu(ben_dir):
     import torch.nn.functional as F
 
-    from foundation_encoders.embed import embed_locations
     from foundation_encoders.imagery import find_scenes
     from foundation_encoders.smarties import build_smarties
+    from masksdm.satellite import embed_locations
     from tests.test_embed import _centres
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Tests of masksdm.grid on tiny rasters whose values encode their pixel position (row * 1000 + col)."""
+"""Tests of masksdm.data.grid on tiny rasters whose values encode their pixel position (row * 1000 + col)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from fixtures.rasters import position_values, write_netcdf, write_position_tif
 from pyproj import Transformer
 from rasterio.windows import Window
 
+from masksdm.data.grid import GeoTIFFWriter, RasterStack, write_geotiff
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
-from masksdm.grid import GeoTIFFWriter, RasterStack, write_geotiff
 
 # Template grid of every test unless told otherwise: EPSG:4326, lon 0..15, lat 40..50, 0.5 degree.
 WEST, NORTH, RES, HEIGHT, WIDTH = 0.0, 50.0, 0.5, 20, 30

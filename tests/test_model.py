@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from masksdm.model import MaskSDM, count_parameters
+from masksdm.model.network import MaskSDM, count_parameters
 
 
 def small(**kw):

@@ -16,16 +16,16 @@ from matplotlib.container import BarContainer  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
 from masksdm import plots  # noqa: E402
-from masksdm.checkpoint import load_checkpoint  # noqa: E402
-from masksdm.shapley import compare_estimators, global_shapley, local_shapley  # noqa: E402
-from masksdm.shapley_core import ShapleyResult  # noqa: E402
-from masksdm.shapley_report import (  # noqa: E402
+from masksdm.explain.core import ShapleyResult  # noqa: E402
+from masksdm.explain.games import compare_estimators, global_shapley, local_shapley  # noqa: E402
+from masksdm.explain.report import (  # noqa: E402
     global_figure,
     local_figure,
     mean_over_species,
     save_figure,
     site_figure,
 )
+from masksdm.model.checkpoint import load_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

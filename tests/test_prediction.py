@@ -19,13 +19,13 @@ from affine import Affine
 from pyproj import Transformer
 from rio_cogeo.cogeo import cog_validate
 
-from masksdm import prediction
-from masksdm.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from masksdm.cli import main
 from masksdm.errors import ConfigError, DataError, OutputExistsError, RasterError
-from masksdm.inference import predict_proba
+from masksdm.maps import predict as prediction
+from masksdm.maps.predict import predict_maps
 from masksdm.metrics import max_tss
-from masksdm.prediction import predict_maps
+from masksdm.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from masksdm.model.inference import predict_proba
 
 # Non-square cells over the tiny workspace's plots (lon -5..25, lat 37..57): a swapped axis, a
 # half-cell shift or a flip changes the values the model sees, so the value tests catch them.

@@ -1,4 +1,4 @@
-"""Tests of masksdm.rasters on tiny rasters whose values encode their pixel position."""
+"""Tests of masksdm.data.rasters on tiny rasters whose values encode their pixel position."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import rasterio
 from fixtures.rasters import write_asc, write_grd, write_netcdf, write_position_tif
 from pyproj import Transformer
 
-import masksdm.rasters as rasters_module
+import masksdm.data.rasters as rasters_module
+from masksdm.data.rasters import extract_rasters, find_rasters, raster_group
 from masksdm.errors import DataError, RasterError
-from masksdm.rasters import extract_rasters, find_rasters, raster_group
 
 # (row, col) pixels to probe; expected value = row * 1000 + col
 PIXELS = [(0, 0), (0, 29), (19, 0), (19, 29), (7, 11), (12, 3)]
@@ -158,7 +158,7 @@ def test_some_points_outside_are_nan(tmp_path, caplog):
     lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
     lon = np.r_[lon, 30.0]
     lat = np.r_[lat, 45.0]
-    with caplog.at_level(logging.INFO, logger="masksdm.rasters"):
+    with caplog.at_level(logging.INFO, logger="masksdm.data.rasters"):
         out = extract_rasters({"r": path}, lon, lat, progress=False)["r"].to_numpy()
     np.testing.assert_array_equal(out[:-1], _expected(PIXELS))
     assert np.isnan(out[-1])

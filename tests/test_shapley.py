@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
-from masksdm.checkpoint import load_checkpoint
-from masksdm.config import ModelConfig, RunConfig, TrainConfig
+from masksdm.data.plotdata import PlotData
 from masksdm.errors import ConfigError, DataError
-from masksdm.model import MaskSDM
-from masksdm.plotdata import PlotData
-from masksdm.shapley import (
+from masksdm.explain.games import (
     LocalGame,
     estimate_shapley,
     global_shapley,
     local_shapley,
     resolve_players,
 )
+from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.config import ModelConfig, RunConfig, TrainConfig
+from masksdm.model.network import MaskSDM
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_dummy_and_symmetry_on_a_constructed_model():
     x[:, 2] = x[:, 1]
     masks = np.eye(5, dtype=bool)
     game = LocalGame(model, x, masks, np.arange(3))
-    from masksdm.shapley_core import exact_shapley
+    from masksdm.explain.core import exact_shapley
 
     result = exact_shapley(game, [f"p{i}" for i in range(5)])
     assert np.abs(result.values[..., 0]).max() < 1e-6  # dummy
@@ -193,7 +193,7 @@ def _independent_world(n_plots=2000, seed=0) -> tuple[PlotData, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def truth_run(tmp_path_factory):
-    from masksdm.training import train
+    from masksdm.model.training import train
     from masksdm.workspace import prepare_workspace
 
     data, truth = _independent_world()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from masksdm.errors import ConfigError
-from masksdm.shapley_core import (
+from masksdm.explain.core import (
     ShapleyResult,
     _kernel_estimates,
     _kernel_projection,

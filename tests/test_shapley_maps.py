@@ -8,10 +8,10 @@ import rasterio
 import torch
 from affine import Affine
 
-from masksdm.checkpoint import load_checkpoint
 from masksdm.cli import main
 from masksdm.errors import ConfigError, DataError, OutputExistsError, RasterError
-from masksdm.shapley_maps import shapley_map
+from masksdm.explain.maps import shapley_map
+from masksdm.model.checkpoint import load_checkpoint
 
 # 1-degree grid over the tiny workspace's plots (lon -5..25, lat 38..58)
 TRANSFORM = Affine(1.0, 0.0, -5.0, 0.0, -1.0, 58.0)

@@ -1,4 +1,4 @@
-"""Tests of masksdm.splotopen on tiny generated files and, when present, 17 real Greek plots."""
+"""Tests of masksdm.data.splotopen on tiny generated files and, when present, 17 real Greek plots."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from fixtures.splotopen import PLOT_IDS, default_records, write_splotopen
 
+from masksdm.data.plotdata import PlotData
+from masksdm.data.splotopen import default_table_predictors, load_splotopen
 from masksdm.errors import DataError
-from masksdm.plotdata import PlotData
-from masksdm.splotopen import default_table_predictors, load_splotopen
 
 
 def _greece_dir() -> Path:
@@ -125,7 +125,7 @@ def test_missing_dt_column(tmp_path):
 
 def test_missing_optional_predictor_is_nan(tmp_path, caplog):
     write_splotopen(tmp_path, drop_header_columns=["Cover_total", "Height_herbs_lowest"])
-    with caplog.at_level(logging.INFO, logger="masksdm.splotopen"):
+    with caplog.at_level(logging.INFO, logger="masksdm.data.splotopen"):
         data = load_splotopen(tmp_path)
     assert data.plots["Cover_total"].isna().all()
     assert data.plots["Height_herbs_lowest"].dtype == np.float64

@@ -1,4 +1,4 @@
-"""Tests of masksdm.tables: long and wide presence tables."""
+"""Tests of masksdm.data.tables: long and wide presence tables."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from fixtures.tables import PLOTS, PRESENCE, long_frame, wide_frame, write_table
 
+from masksdm.data.tables import load_presence_table
 from masksdm.errors import DataError
-from masksdm.tables import load_presence_table
 
 PREDICTORS = ["temp", "elev"]
 
@@ -93,7 +93,7 @@ def test_missing_column_lists_available(tmp_path):
 
 def test_inf_becomes_nan(tmp_path, caplog):
     path = write_table(wide_frame(), tmp_path / "wide.csv")
-    with caplog.at_level(logging.INFO, logger="masksdm.tables"):
+    with caplog.at_level(logging.INFO, logger="masksdm.data.tables"):
         data = load_presence_table(path, layout="wide", predictor_columns=PREDICTORS, min_plots=0)
     temp = data.plots["temp"].to_numpy()
     assert np.isnan(temp[2]) and np.isnan(temp[4]) and temp[0] == 10.5

@@ -6,10 +6,10 @@ import pytest
 from conftest import tiny_config
 from safetensors.torch import load_file
 
-import masksdm.training as training
-from masksdm.checkpoint import load_checkpoint
+import masksdm.model.training as training
 from masksdm.errors import CheckpointError, ConfigError, OutputExistsError
-from masksdm.training import train
+from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.training import train
 
 
 def test_run_folder_contents(tiny_run):
@@ -85,7 +85,7 @@ def test_early_stopping(tiny_workspace, tmp_path):
 
 
 def test_oracle_ignores_hidden_predictors(tiny_workspace, tmp_path):
-    from masksdm.evaluation import subset_logits
+    from masksdm.evaluation.subsets import subset_logits
 
     run = tmp_path / "oracle"
     train(tiny_workspace, run, config=tiny_config(epochs=2, masking="none", use=("WorldClim",)), progress=False)
@@ -99,7 +99,7 @@ def test_oracle_ignores_hidden_predictors(tiny_workspace, tmp_path):
 def test_group_masking_keeps_or_drops_whole_groups():
     import torch
 
-    from masksdm.training import _draw_keep
+    from masksdm.model.training import _draw_keep
 
     group_of = torch.tensor([0, 0, 0, 1, 1, 2])
     g = torch.Generator().manual_seed(0)
@@ -117,7 +117,7 @@ def test_group_masking_keeps_or_drops_whole_groups():
 def test_keep_count_is_uniform_over_subset_sizes():
     import torch
 
-    from masksdm.training import _draw_keep
+    from masksdm.model.training import _draw_keep
 
     g = torch.Generator().manual_seed(0)
     counts = torch.cat([_draw_keep(8, torch.arange(10), 10, 0.0, g).sum(1) for _ in range(4000)])

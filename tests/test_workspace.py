@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import make_plot_data
 
+from masksdm.data.plotdata import PlotData
 from masksdm.errors import DataError, OutputExistsError
-from masksdm.plotdata import PlotData
 from masksdm.workspace import Workspace, prepare_workspace, spatial_block_split
 
 

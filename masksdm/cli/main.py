@@ -52,7 +52,7 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def _run_config(args: argparse.Namespace):
-    from masksdm.config import load_config, preset
+    from masksdm.model.config import load_config, preset
 
     config = load_config(args.config) if args.config else preset(args.preset)
     changes = {}
@@ -82,8 +82,8 @@ def _print_table(frame, *, digits: int = 3) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from masksdm.config import preset
     from masksdm.demo import run_demo
+    from masksdm.model.config import preset
 
     config = preset("cpu")
     if args.epochs:
@@ -109,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from masksdm.simulate import simulate_world
+    from masksdm.sim.simulate import simulate_world
 
     paths = simulate_world(args.out, scale=args.scale, seed=args.seed, n_plots=args.plots, n_species=args.species,
                            resolution=args.resolution, force=args.force, progress=not args.quiet)
@@ -118,17 +118,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from masksdm.rasters import find_rasters
+    from masksdm.data.rasters import find_rasters
     from masksdm.workspace import prepare_workspace
 
     if bool(args.splotopen) == bool(args.table):
         raise MaskSDMError("give exactly one source: --splotopen DIR or --table FILE")
     if args.splotopen:
-        from masksdm.splotopen import load_splotopen
+        from masksdm.data.splotopen import load_splotopen
 
         data = load_splotopen(args.splotopen, min_plots=args.min_plots)
     else:
-        from masksdm.tables import load_presence_table
+        from masksdm.data.tables import load_presence_table
 
         data = load_presence_table(
             args.table, layout=args.layout, plot_column=args.plot_column, species_column=args.species_column,
@@ -147,7 +147,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from masksdm.training import train
+    from masksdm.model.training import train
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
@@ -164,7 +164,7 @@ def _explicit_train_options(args: argparse.Namespace) -> bool:
 
 
 def _subsets_from_args(args: argparse.Namespace, card):
-    from masksdm.evaluation import default_subsets
+    from masksdm.evaluation.subsets import default_subsets
 
     if not args.subsets:
         return default_subsets(card)
@@ -176,8 +176,8 @@ def _subsets_from_args(args: argparse.Namespace, card):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_parquet, write_text
-    from masksdm.checkpoint import load_checkpoint
-    from masksdm.evaluation import evaluate
+    from masksdm.evaluation.subsets import evaluate
+    from masksdm.model.checkpoint import load_checkpoint
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
@@ -195,8 +195,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_text
-    from masksdm.checkpoint import read_card
-    from masksdm.compare import compare_subsets, format_table
+    from masksdm.evaluation.compare import compare_subsets, format_table
+    from masksdm.model.checkpoint import read_card
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
@@ -216,8 +216,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _load_model(args: argparse.Namespace):
     """The model named by --checkpoint, or by --workspace and --run."""
-    from masksdm.checkpoint import load_checkpoint
-    from masksdm.inference import resolve_device
+    from masksdm.model.checkpoint import load_checkpoint
+    from masksdm.model.inference import resolve_device
     from masksdm.workspace import Workspace
 
     if args.checkpoint:
@@ -252,8 +252,8 @@ def _print_result(result, *, unit: str) -> None:
 
 def cmd_shapley_global(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_parquet, write_text
-    from masksdm.shapley import global_shapley
-    from masksdm.shapley_report import global_table, plot_global
+    from masksdm.explain.games import global_shapley
+    from masksdm.explain.report import global_table, plot_global
     from masksdm.workspace import Workspace
 
     if not args.workspace:
@@ -268,7 +268,7 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     unit = "AUC x100" if args.metric == "auc" else "probability"
     table = global_table(result, species if args.per_species else None)
     if args.per_species:  # the mean over species, by linearity of Shapley values
-        from masksdm.shapley_core import ShapleyResult
+        from masksdm.explain.core import ShapleyResult
 
         result = ShapleyResult(result.players, result.values.mean(0), result.base_value.mean(0),
                                result.full_value.mean(0), None, result.method, result.n_evaluations)
@@ -284,8 +284,8 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
 
 def cmd_shapley_local(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_parquet, write_text
-    from masksdm.shapley import local_shapley
-    from masksdm.shapley_report import local_table, plot_local
+    from masksdm.explain.games import local_shapley
+    from masksdm.explain.report import local_table, plot_local
     from masksdm.workspace import Workspace
 
     if not args.workspace:
@@ -329,11 +329,11 @@ WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"  # foundation_encoders.WEIGHTS_ENV, spe
 
 def cmd_embed(args: argparse.Namespace) -> int:
     import foundation_encoders
-    from foundation_encoders.embed import embed_cells, embed_plots
     from foundation_encoders.imagery import ImageryError, find_scenes
     from foundation_encoders.smarties import WeightsError
     from foundation_encoders.spectrum import BandError
-    from masksdm.embeddings import EMBEDDINGS_DIR
+    from masksdm.data.embeddings import EMBEDDINGS_DIR
+    from masksdm.satellite import embed_cells, embed_plots
     from masksdm.workspace import Workspace
 
     weights = args.weights or os.environ.get(WEIGHTS_ENV)
@@ -392,8 +392,8 @@ def _workspace_template(ws) -> Path:
 
 def cmd_shapley_map(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable
-    from masksdm.shapley_maps import shapley_map
-    from masksdm.shapley_report import plot_map
+    from masksdm.explain.maps import shapley_map
+    from masksdm.explain.report import plot_map
 
     png = check_writable(args.out.with_suffix(".png"), force=args.force)
     check_writable(args.out, force=args.force)
@@ -409,7 +409,7 @@ def cmd_shapley_map(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from masksdm.prediction import predict_maps
+    from masksdm.maps.predict import predict_maps
     from masksdm.workspace import Workspace
 
     species = None if args.species in (None, ["all"]) else list(args.species)
@@ -449,7 +449,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError:
         raise MaskSDMError("the dashboard needs Streamlit: pip install 'masksdm[app]'") from None
-    from masksdm import dashboard_page
+    from masksdm.dashboard import page as dashboard_page
     from masksdm.workspace import Workspace
 
     workspace = args.workspace
@@ -471,8 +471,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from masksdm.checkpoint import read_card
-    from masksdm.predictors import predictor_groups
+    from masksdm.data.predictors import predictor_groups
+    from masksdm.model.checkpoint import read_card
     from masksdm.workspace import Workspace
 
     if args.workspace:

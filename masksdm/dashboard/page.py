@@ -1,4 +1,4 @@
-"""The Streamlit page of the dashboard: widgets and layout only (computations: masksdm.dashboard).
+"""The Streamlit page of the dashboard: widgets and layout only (computations: masksdm.dashboard.view).
 
 Run with ``masksdm app [--workspace DIR]`` (or ``streamlit run app/streamlit_app.py``); the
 workspace comes from ``$MASKSDM_WORKSPACE`` (default ``masksdm-demo/workspace``).
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from masksdm.dashboard import (
+from masksdm.dashboard.view import (
     RANGE_COLORS,
     Dashboard,
     colorize,

@@ -1,6 +1,6 @@
 """What the dashboard shows, computed from a workspace, its model and its rasters.
 
-The Streamlit page (:mod:`masksdm.dashboard_page`) only lays out widgets; everything it displays
+The Streamlit page (:mod:`masksdm.dashboard.page`) only lays out widgets; everything it displays
 comes from :class:`Dashboard`, so it is tested without a browser. Maps are fast because the
 transformer's pooled features of every map cell are cached per predictor subset: switching species,
 threshold or layer reuses them (only the head runs), and a new subset costs one pass over the grid
@@ -22,16 +22,16 @@ import pandas as pd
 import torch
 from affine import Affine
 
-from masksdm.checkpoint import ModelCard, load_checkpoint
-from masksdm.embeddings import EMBEDDINGS_DIR
+from masksdm.data.embeddings import EMBEDDINGS_DIR
+from masksdm.data.grid import RasterStack, _apply
+from masksdm.data.predictors import predictor_groups
 from masksdm.errors import DataError
-from masksdm.grid import RasterStack, _apply
-from masksdm.map_plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
+from masksdm.explain.core import ShapleyResult, coalition_matrix, exact_shapley
+from masksdm.explain.games import local_shapley, resolve_players
+from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import roc_auc
-from masksdm.model import MaskSDM
-from masksdm.predictors import predictor_groups
-from masksdm.shapley import local_shapley, resolve_players
-from masksdm.shapley_core import ShapleyResult, coalition_matrix, exact_shapley
+from masksdm.model.checkpoint import ModelCard, load_checkpoint
+from masksdm.model.network import MaskSDM
 from masksdm.workspace import Workspace, normalise
 
 __all__ = ["RANGE_COLORS", "Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
@@ -103,7 +103,7 @@ class Dashboard:
                 f"the workspace has no model '{run}'"
                 + (f" (it has {', '.join(trained)})" if trained else ": train one with `masksdm train`")
             )
-        from masksdm.inference import resolve_device
+        from masksdm.model.inference import resolve_device
 
         self.device = resolve_device(device)
         self.model: MaskSDM

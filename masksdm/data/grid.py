@@ -1,7 +1,7 @@
 """Predictor rasters read on one template grid, block by block, and GeoTIFF outputs on that grid.
 
 To predict a map, every predictor must be known at the same cells. :class:`RasterStack` takes the
-predictor rasters found by :func:`masksdm.rasters.find_rasters` (one single-band file per
+predictor rasters found by :func:`masksdm.data.rasters.find_rasters` (one single-band file per
 predictor, file stem = predictor name) and reads them on one **template grid**: the CRS, affine
 transform, width and height of the raster passed as ``like``; by default of ``bio_1``, else of the
 first raster found. A raster already on that grid is read as is; any other (another CRS,
@@ -11,7 +11,7 @@ approximation of the transformation: a cell centre within 1/8 pixel of a source 
 take the neighbour's value). Reads go window by window (:meth:`RasterStack.windows`), so a
 continent at 1 km never has to fit in memory.
 
-File formats are those of :mod:`masksdm.rasters`: GeoTIFF, ESRI ASCII grids (CRS in a ``.prj``),
+File formats are those of :mod:`masksdm.data.rasters`: GeoTIFF, ESRI ASCII grids (CRS in a ``.prj``),
 R raster ``.grd``/``.gri``, VRT, ERDAS ``.img`` and netCDF (one variable). Band 1 is used and
 must declare its CRS; nodata, masked cells and cells outside a raster's extent become NaN; a
 scale/offset declared in the file is applied.
@@ -63,8 +63,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from masksdm._io import atomic_path, check_writable
+from masksdm.data.rasters import Sources, _nodata_mask, _open, find_rasters
 from masksdm.errors import ConfigError, RasterError
-from masksdm.rasters import Sources, _nodata_mask, _open, find_rasters
 
 __all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "write_geotiff"]
 
@@ -123,14 +123,14 @@ class RasterStack:
     """Predictor rasters read on one template grid (the grid of ``like``).
 
     Args:
-        sources: raster files and/or folders, as for :func:`masksdm.rasters.find_rasters`.
+        sources: raster files and/or folders, as for :func:`masksdm.data.rasters.find_rasters`.
         like: a raster whose grid (CRS, transform, width, height) the stack reads on; default:
             the raster of ``bio_1`` if present, else the first raster found.
         resampling: how rasters off the template grid are warped onto it, by
             :class:`rasterio.enums.Resampling` name (``"nearest"``, ``"bilinear"``, ...).
 
     Attributes:
-        names: predictor names (file stems) in :func:`~masksdm.rasters.find_rasters` order;
+        names: predictor names (file stems) in :func:`~masksdm.data.rasters.find_rasters` order;
             ``Longitude`` and ``Latitude`` can be read too (:data:`COMPUTED_PREDICTORS`).
         paths: ``{name: raster path}``.
         template: the raster that defines the grid.

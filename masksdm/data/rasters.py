@@ -1,7 +1,7 @@
 """Find predictor rasters and extract their values at plot coordinates.
 
 Expected sources are the global rasters of the MaskSDM paper, one single-band file per predictor,
-named after it (file stem = predictor name, see :mod:`masksdm.predictors`):
+named after it (file stem = predictor name, see :mod:`masksdm.data.predictors`):
 
 * WorldClim 2.1 bioclimatic variables ``bio_1`` .. ``bio_19`` (30 arc-seconds, EPSG:4326; Fick
   S.E. & Hijmans R.J. 2017, WorldClim 2: new 1-km spatial resolution climate surfaces for global
@@ -43,9 +43,9 @@ from pyproj import CRS, Transformer
 from rasterio.enums import MaskFlags
 from tqdm import tqdm
 
+from masksdm.data.plotdata import check_coordinates
+from masksdm.data.predictors import group_of
 from masksdm.errors import DataError, RasterError
-from masksdm.plotdata import check_coordinates
-from masksdm.predictors import group_of
 
 __all__ = ["RASTER_SUFFIXES", "extract_rasters", "find_rasters", "raster_group"]
 

@@ -1,4 +1,4 @@
-"""Load sPlotOpen vegetation plots as :class:`~masksdm.plotdata.PlotData`.
+"""Load sPlotOpen vegetation plots as :class:`~masksdm.data.plotdata.PlotData`.
 
 sPlotOpen (Sabatini F.M. et al. 2021, "sPlotOpen - An environmentally balanced, open-access,
 global dataset of vegetation plots", Global Ecology and Biogeography 30:1740-1764,
@@ -36,9 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from masksdm.data.plotdata import PlotData, check_coordinates, filter_species
+from masksdm.data.predictors import default_predictors
 from masksdm.errors import DataError
-from masksdm.plotdata import PlotData, check_coordinates, filter_species
-from masksdm.predictors import default_predictors
 
 __all__ = [
     "DT_PATTERN",

@@ -1,4 +1,4 @@
-"""Load a presence/absence table (CSV, TSV or Parquet) as :class:`~masksdm.plotdata.PlotData`.
+"""Load a presence/absence table (CSV, TSV or Parquet) as :class:`~masksdm.data.plotdata.PlotData`.
 
 Two layouts are accepted:
 
@@ -35,8 +35,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from masksdm.data.plotdata import PlotData, check_coordinates, filter_species
 from masksdm.errors import DataError
-from masksdm.plotdata import PlotData, check_coordinates, filter_species
 
 __all__ = ["LAYOUTS", "load_presence_table", "read_table"]
 

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from masksdm.checkpoint import load_checkpoint, read_card
-from masksdm.config import RunConfig
 from masksdm.errors import CheckpointError
-from masksdm.evaluation import default_subsets, subset_logits
-from masksdm.imputation import make_imputer
+from masksdm.evaluation.imputation import make_imputer
+from masksdm.evaluation.subsets import default_subsets, subset_logits
 from masksdm.metrics import mean_auc
-from masksdm.training import train
+from masksdm.model.checkpoint import load_checkpoint, read_card
+from masksdm.model.config import RunConfig
+from masksdm.model.training import train
 from masksdm.workspace import Workspace
 
 __all__ = ["compare_subsets", "format_table"]

@@ -2,7 +2,7 @@
 
 A subset is a list of predictor or group names (``None`` = all predictors). MaskSDM masks every
 predictor outside the subset; a model trained without masking (``train.masking = "none"``) instead
-gets the hidden predictors imputed (see :mod:`masksdm.imputation`, default: the training mean).
+gets the hidden predictors imputed (see :mod:`masksdm.evaluation.imputation`, default: the training mean).
 Species are evaluated when they have both presences and absences in the split.
 """
 
@@ -14,18 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from masksdm.checkpoint import ModelCard, check_predictors
-from masksdm.imputation import Imputer
-from masksdm.inference import model_inputs, predict_logits
-from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
-from masksdm.model import MaskSDM
-from masksdm.predictors import (
+from masksdm.data.predictors import (
     column_mask,
     input_widths,
     predictor_groups,
     resolve_subset,
     subset_mask,
 )
+from masksdm.evaluation.imputation import Imputer
+from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
+from masksdm.model.checkpoint import ModelCard, check_predictors
+from masksdm.model.inference import model_inputs, predict_logits
+from masksdm.model.network import MaskSDM
 from masksdm.workspace import Workspace
 
 __all__ = ["Evaluation", "default_subsets", "evaluate", "subset_logits"]

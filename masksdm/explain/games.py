@@ -14,10 +14,10 @@ Two games:
   probability per species), averaged over species unless asked per species.
 
 Every coalition costs one batched pass over the sites with the masked tokens collapsed into one
-(:meth:`masksdm.model.MaskSDM.collapsed_trunk`), and only the species asked for go through the
+(:meth:`masksdm.model.network.MaskSDM.collapsed_trunk`), and only the species asked for go through the
 head. :func:`local_shapley` and :func:`global_shapley` pick the estimator: exact for up to
 :data:`MAX_EXACT_PLAYERS` players, antithetic permutation sampling (or KernelSHAP) beyond. The
-estimators themselves are in :mod:`masksdm.shapley_core`.
+estimators themselves are in :mod:`masksdm.explain.core`.
 
 Efficiency holds on the scale of the game: local values on the probability scale sum to
 ``p(all) - p(none)``; on the logit scale (``scale="logit"``) to the difference of logits.
@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from masksdm.checkpoint import ModelCard
+from masksdm.data.predictors import Predictor, predictor_groups, subset_mask
 from masksdm.errors import ConfigError, DataError
-from masksdm.inference import predict_logits_tensor
+from masksdm.explain.core import ShapleyResult, exact_shapley, sampled_shapley
 from masksdm.metrics import evaluable_species, roc_auc
-from masksdm.model import MaskSDM
-from masksdm.predictors import Predictor, predictor_groups, subset_mask
-from masksdm.shapley_core import ShapleyResult, exact_shapley, sampled_shapley
+from masksdm.model.checkpoint import ModelCard
+from masksdm.model.inference import predict_logits_tensor
+from masksdm.model.network import MaskSDM
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -295,7 +295,7 @@ def local_shapley(
     """Local Shapley values per site and species: values (N, n_species, k).
 
     Args:
-        model, card: from :func:`masksdm.checkpoint.load_checkpoint`.
+        model, card: from :func:`masksdm.model.checkpoint.load_checkpoint`.
         x: normalised predictors (N, P) in the card's order (``card.features(raw)``); NaN is masked.
         species: one species name or several.
         players: see :func:`resolve_players` (default: the predictor groups).

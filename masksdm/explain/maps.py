@@ -2,7 +2,7 @@
 
 For every cell of a raster stack's grid the local Shapley values of the players (by default the
 predictor groups a map can have: climate, soil, topography, location, human footprint) are
-computed by masking (:mod:`masksdm.shapley`) and written as a GeoTIFF on that grid with one band
+computed by masking (:mod:`masksdm.explain.games`) and written as a GeoTIFF on that grid with one band
 per player, plus the base value (no predictor visible) first and the prediction (every player
 visible) last, so that ``base_value + sum(players) = prediction`` in every cell.
 
@@ -19,14 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from masksdm._io import check_writable
-from masksdm.checkpoint import ModelCard
+from masksdm.data.grid import COMPUTED_PREDICTORS, GeoTIFFWriter, RasterStack
+from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, RasterError
-from masksdm.grid import COMPUTED_PREDICTORS, GeoTIFFWriter, RasterStack
-from masksdm.map_plan import mappable_predictors, missing_rasters, read_cells
-from masksdm.model import MaskSDM
-from masksdm.rasters import Sources
-from masksdm.shapley import LocalGame, Players, estimate_shapley, resolve_players
-from masksdm.shapley_core import ShapleyResult
+from masksdm.explain.core import ShapleyResult
+from masksdm.explain.games import LocalGame, Players, estimate_shapley, resolve_players
+from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells
+from masksdm.model.checkpoint import ModelCard
+from masksdm.model.network import MaskSDM
 
 __all__ = ["map_players", "shapley_map"]
 
@@ -81,8 +81,8 @@ def shapley_map(
     """Write a Shapley map of ``species`` on the grid of the raster stack.
 
     Args:
-        model, card: from :func:`masksdm.checkpoint.load_checkpoint`.
-        rasters: raster folder(s)/files or an open :class:`~masksdm.grid.RasterStack`.
+        model, card: from :func:`masksdm.model.checkpoint.load_checkpoint`.
+        rasters: raster folder(s)/files or an open :class:`~masksdm.data.grid.RasterStack`.
         species: one species of the model.
         out: output GeoTIFF; bands ``base_value``, one per player, ``prediction``.
         players: see :func:`map_players`.

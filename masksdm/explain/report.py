@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from masksdm._io import atomic_path
-from masksdm.shapley_core import ShapleyResult
+from masksdm.explain.core import ShapleyResult
 
 __all__ = [
     "global_figure", "global_table", "local_figure", "local_table", "map_figure", "mean_over_species", "plot_global",

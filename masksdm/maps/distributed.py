@@ -1,7 +1,7 @@
 """Map strips predicted on a dask.distributed cluster.
 
 Each worker loads the model from its checkpoint folder and opens the rasters once (cached per
-worker process), then predicts the strips it is given with :func:`masksdm.prediction.predict_window`.
+worker process), then predicts the strips it is given with :func:`masksdm.maps.predict.predict_window`.
 The calling process writes the results as they arrive, so only a few strips are in flight at a time
 and memory stays bounded. The checkpoint folder and the rasters must be readable at the same paths
 on every worker (true for a LocalCluster; on a real cluster, use a shared file system).
@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from masksdm.errors import DependencyNotFoundError
-from masksdm.prediction import MapPlan, predict_window
+from masksdm.maps.predict import MapPlan, predict_window
 
 __all__ = ["predict_strips_distributed"]
 
@@ -37,9 +37,9 @@ def _predict_strip(
     batch_size: int | None, precision: str,
 ) -> tuple[tuple[int, int, int, int], dict[str, np.ndarray]]:
     """Runs on a worker: the strip's outputs (model and rasters opened once per worker)."""
-    from masksdm.checkpoint import load_checkpoint
-    from masksdm.grid import RasterStack
-    from masksdm.inference import resolve_device
+    from masksdm.data.grid import RasterStack
+    from masksdm.model.checkpoint import load_checkpoint
+    from masksdm.model.inference import resolve_device
 
     # a long-lived cluster (--scheduler) outlives a run: a retrained checkpoint or a rewritten raster
     # at the same path must not be served from the cache

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from masksdm.checkpoint import ModelCard
+from masksdm.data.grid import COMPUTED_PREDICTORS, RasterStack
+from masksdm.data.predictors import catalogue_entry, input_widths, subset_mask
 from masksdm.errors import ConfigError, RasterError
-from masksdm.grid import COMPUTED_PREDICTORS, RasterStack
-from masksdm.inference import predict_logits_tensor
 from masksdm.metrics import max_tss
-from masksdm.model import MaskSDM
-from masksdm.predictors import catalogue_entry, input_widths, subset_mask
+from masksdm.model.checkpoint import ModelCard
+from masksdm.model.inference import predict_logits_tensor
+from masksdm.model.network import MaskSDM
 
 __all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "read_cells", "resolve_threshold"]
 

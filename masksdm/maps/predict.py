@@ -1,6 +1,6 @@
 """Range maps at any size: probability, binary and species-richness GeoTIFFs from a raster stack.
 
-The raster stack (:class:`masksdm.grid.RasterStack`) is read in full-width strips of cells; each
+The raster stack (:class:`masksdm.data.grid.RasterStack`) is read in full-width strips of cells; each
 strip is predicted in batches on the model's device (the masked predictors collapsed, only the
 species asked for through the head), quantised there, and written into tiled GeoTIFFs. Peak
 memory is therefore set by the strip, not the raster: about ``cells per strip x (4 bytes x
@@ -57,13 +57,13 @@ from tqdm import tqdm
 
 from masksdm import __version__
 from masksdm._io import atomic_path, write_json
-from masksdm.checkpoint import ModelCard, sha256_file
+from masksdm.data.grid import RasterStack
+from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
-from masksdm.grid import RasterStack
-from masksdm.inference import predict_logits_tensor
-from masksdm.map_plan import _DTYPES, OUTPUTS, MapPlan, plan_maps, read_cells, resolve_threshold
-from masksdm.model import MaskSDM
-from masksdm.rasters import Sources
+from masksdm.maps.plan import _DTYPES, OUTPUTS, MapPlan, plan_maps, read_cells, resolve_threshold
+from masksdm.model.checkpoint import ModelCard, sha256_file
+from masksdm.model.inference import predict_logits_tensor
+from masksdm.model.network import MaskSDM
 
 __all__ = ["MapPlan", "OUTPUTS", "plan_maps", "predict_maps", "predict_window", "resolve_threshold"]
 
@@ -401,8 +401,8 @@ def predict_maps(
     """Predict maps over a raster stack; see the module docstring for the outputs.
 
     Args:
-        model, card: from :func:`masksdm.checkpoint.load_checkpoint`.
-        rasters: raster folder(s)/files, or an open :class:`~masksdm.grid.RasterStack`.
+        model, card: from :func:`masksdm.model.checkpoint.load_checkpoint`.
+        rasters: raster folder(s)/files, or an open :class:`~masksdm.data.grid.RasterStack`.
         out_dir: output folder (refused if it holds outputs, unless ``force``).
         species: species names (default: all the model's species).
         use, mask: predictor/group names to use, and to leave out.
@@ -538,7 +538,7 @@ def _strips(model, card, stack, windows, plan, *, batch_size, precision, workers
         for window in windows:
             yield window, predict_window(model, card, stack, window, plan, batch_size=batch_size, precision=precision)
         return
-    from masksdm.distributed import predict_strips_distributed
+    from masksdm.maps.distributed import predict_strips_distributed
 
     if run_dir is None:
         raise ConfigError("dask workers load the model from its checkpoint folder: give run_dir (--checkpoint)")

@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 
 from masksdm import __version__
 from masksdm._io import atomic_path, write_json
-from masksdm.config import RunConfig
+from masksdm.data.predictors import Predictor
 from masksdm.errors import CheckpointError, DataError
-from masksdm.model import MaskSDM
-from masksdm.predictors import Predictor
+from masksdm.model.config import RunConfig
+from masksdm.model.network import MaskSDM
 from masksdm.workspace import normalise_inputs
 
 __all__ = [

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from masksdm.model import MaskSDM
+from masksdm.model.network import MaskSDM
 
 __all__ = ["autocast", "model_inputs", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
 
@@ -57,7 +57,7 @@ def predict_logits_tensor(
 ) -> torch.Tensor:
     """Logits (N, S) float32 as a tensor on the model's device (no copy to the host).
 
-    ``x`` holds model inputs (N, n_inputs) (see :class:`~masksdm.model.MaskSDM`); NaN and
+    ``x`` holds model inputs (N, n_inputs) (see :class:`~masksdm.model.network.MaskSDM`); NaN and
     ``keep=False`` are masked. ``keep`` may be (N, T) or (T,) (the same subset for every site).
     """
     device = next(model.parameters()).device

@@ -29,20 +29,20 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
-from masksdm.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
-from masksdm.config import RunConfig
+from masksdm.data.predictors import input_widths, subset_mask
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
-from masksdm.inference import (
+from masksdm.metrics import max_tss, mean_auc, roc_auc
+from masksdm.model.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
+from masksdm.model.config import RunConfig
+from masksdm.model.inference import (
     autocast,
     model_inputs,
     predict_logits,
     predict_logits_tensor,
     resolve_device,
 )
-from masksdm.losses import make_loss
-from masksdm.metrics import max_tss, mean_auc, roc_auc
-from masksdm.model import MaskSDM
-from masksdm.predictors import input_widths, subset_mask
+from masksdm.model.losses import make_loss
+from masksdm.model.network import MaskSDM
 from masksdm.workspace import Workspace
 
 __all__ = ["TrainResult", "train"]

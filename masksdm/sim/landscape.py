@@ -1,6 +1,6 @@
 """The virtual landscape: environmental rasters over the real land mask, with known values.
 
-The virtual world of :mod:`masksdm.simulate` lives on a landscape of spatially autocorrelated
+The virtual world of :mod:`masksdm.sim.simulate` lives on a landscape of spatially autocorrelated
 random fields (smoothed white noise, summed over several length scales), built deterministically
 from a seed on a regular WGS84 grid. The fields are turned into predictors in real units, named and
 grouped as the real sources that masksdm reads:
@@ -47,7 +47,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from scipy import ndimage, special
 
 from masksdm._io import atomic_path
-from masksdm.predictors import default_predictors
+from masksdm.data.predictors import default_predictors
 
 __all__ = [
     "RASTER_PREDICTORS",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: (name, group) of every raster predictor, in the order of
-#: :func:`~masksdm.predictors.default_predictors`.
+#: :func:`~masksdm.data.predictors.default_predictors`.
 RASTER_PREDICTORS: list[tuple[str, str]] = [
     (p.name, p.group) for p in default_predictors() if p.source == "raster"
 ]

@@ -4,7 +4,7 @@
 land mask, virtual species with known niches, and vegetation plots whose species were drawn from the
 true presence probabilities. The environmental rasters (the virtual landscape: WorldClim-,
 SoilGrids-, topography- and human-footprint-like fields over the real land mask) are built and
-written by :mod:`masksdm.landscape`; this module places the plots on them and writes the plots, the
+written by :mod:`masksdm.sim.landscape`; this module places the plots on them and writes the plots, the
 species and the truth. Everything is written in the formats of the real sources, so the real
 loaders read it::
 
@@ -32,7 +32,7 @@ with a missing ``Releve_area`` adding 0. Raster drivers are read at the cell tha
 Intercepts are solved so that each species' mean probability over the plots hits a target drawn
 log-uniform in [0.01, 0.25] (demo) or in [lo, 10 lo] with about 20 species per plot (splotopen).
 Presences are Bernoulli draws from the true probabilities; random streams are derived per part
-(fields, plots, metadata, species, presences; :func:`masksdm.landscape.make_rng`) so that changing
+(fields, plots, metadata, species, presences; :func:`masksdm.sim.landscape.make_rng`) so that changing
 one part never shifts another.
 
 The data are simulated and hold no real observation. Their formats imitate sPlotOpen (Sabatini
@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet
 from masksdm.errors import ConfigError, OutputExistsError
-from masksdm.landscape import (
+from masksdm.sim.landscape import (
     RASTER_PREDICTORS,
     Grid,
     LandscapeRasters,

@@ -1,0 +1,4 @@
+"""placeholder"""
+from masksdm.cli.main import main
+
+__all__ = ["main"]

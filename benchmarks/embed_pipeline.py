@@ -32,7 +32,8 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
-from foundation_encoders.imagery import find_scenes, locate
+from foundation_encoders.discovery import find_scenes
+from foundation_encoders.imagery import locate
 from foundation_encoders.smarties import build_smarties
 from foundation_encoders.spectrum import normalise
 from masksdm.satellite import embed_locations

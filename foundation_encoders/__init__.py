@@ -38,7 +38,6 @@ from foundation_encoders.smarties import (
     build_smarties,
     detect_variant,
     load_smarties_weights,
-    sincos_pos_embed,
 )
 from foundation_encoders.spectrum import (
     SENTINEL1_BANDS,
@@ -49,6 +48,7 @@ from foundation_encoders.spectrum import (
     normalise,
     projection_indices,
 )
+from foundation_encoders.vit import sincos_pos_embed
 
 __all__ = [
     "ENCODERS",

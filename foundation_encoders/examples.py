@@ -4,7 +4,7 @@ The ``bigearthnet-common`` package (on PyPI; ``pip install "masksdm[notebooks]"`
 Sentinel-2 L2A patches (12 bands, 120 x 120 pixels of 10 m, in Austria, Ireland, Portugal and
 Finland, three UTM zones) and six Sentinel-1 patches (VV, VH) from BigEarthNet v1, with their CORINE
 land-cover labels. :func:`bigearthnet_examples` unpacks them into a folder that
-:func:`foundation_encoders.imagery.find_scenes` reads; nothing is downloaded.
+:func:`foundation_encoders.discovery.find_scenes` reads; nothing is downloaded.
 
 Cite BigEarthNet when you use them: Sumbul G., Charfuelan M., Demir B., Markl V. (2019).
 BigEarthNet: A Large-Scale Benchmark Archive for Remote Sensing Image Understanding. IGARSS 2019;

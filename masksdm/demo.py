@@ -33,7 +33,7 @@ from masksdm.errors import DataError, OutputExistsError
 from masksdm.evaluation.subsets import default_subsets, evaluate
 from masksdm.explain.games import global_shapley, local_shapley
 from masksdm.metrics import mean_auc
-from masksdm.model.checkpoint import ModelCard, load_checkpoint
+from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
 from masksdm.model.config import RunConfig, preset
 from masksdm.model.network import MaskSDM
 from masksdm.model.training import train
@@ -200,7 +200,7 @@ def open_demo(
     world = WorldPaths.at(root / "world")
     run_dir = root / "workspace" / "models" / "main"
     settings_file = root / _SETTINGS_FILE
-    if settings_file.is_file() and (run_dir / "model.json").is_file():
+    if settings_file.is_file() and (run_dir / CARD).is_file():
         if json.loads(settings_file.read_text()) == json.loads(json.dumps(wanted)):
             log.info("reusing the demo built under %s", root)
             return Demo(root, world, Workspace(root / "workspace"), run_dir, reused=True)

@@ -12,35 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from masksdm.data.rasters import read_map
+
 __all__ = [
-    "SPLIT_COLORS", "embedding_figure", "estimator_figure", "locations_figure", "maps_figure", "read_map",
+    "RANGE_COLORS", "SPLIT_COLORS", "embedding_figure", "estimator_figure", "locations_figure", "maps_figure", "read_map",
     "scenes_figure", "subsets_figure", "training_figure",
 ]
 
+#: Colours of a binary range map: absent, present.
+RANGE_COLORS = ("#d9d9d9", "#1b7837")
+
 #: Colours of the train / validation / test plots.
 SPLIT_COLORS = {"train": "#9ecae1", "val": "#fdae6b", "test": "#d62728"}
-
-
-def read_map(path: str | Path, *, band: int | None = 1, max_pixels: int | None = 800) -> tuple[np.ndarray, tuple]:
-    """One band of a raster (``band=None``: all of them, stacked first) as float with NaN for
-    nodata and its scale/offset applied (so the probability COGs of ``masksdm predict`` read in
-    [0, 1]), decimated to at most ``max_pixels`` on its long side (nearest), and its extent
-    ``(left, right, bottom, top)`` for ``imshow``."""
-    import rasterio
-    from rasterio.enums import Resampling
-
-    with rasterio.open(path) as src:
-        step = 1.0 if max_pixels is None else max(1.0, max(src.height, src.width) / max_pixels)
-        shape = (max(1, round(src.height / step)), max(1, round(src.width / step)))
-        if band is None:
-            data = src.read(out_shape=(src.count, *shape), masked=True, resampling=Resampling.nearest)
-            scale, offset = np.array(src.scales)[:, None, None], np.array(src.offsets)[:, None, None]
-        else:
-            data = src.read(band, out_shape=shape, masked=True, resampling=Resampling.nearest)
-            scale, offset = src.scales[band - 1], src.offsets[band - 1]
-        bounds = src.bounds
-    values = data.astype(np.float64).filled(np.nan) * scale + offset
-    return values, (bounds.left, bounds.right, bounds.bottom, bounds.top)
 
 
 def maps_figure(
@@ -61,7 +44,6 @@ def maps_figure(
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    from masksdm.dashboard.view import RANGE_COLORS
 
     if not paths:
         raise ValueError("no rasters to show")

@@ -212,7 +212,7 @@ def embed_locations(
     Args:
         encoder: e.g. ``foundation_encoders.get_encoder("smarties-vitb", weights=...)``; called as
             ``encoder(images, bands)`` on (B, C, img_size, img_size) normalised images.
-        scenes: images from :func:`foundation_encoders.imagery.find_scenes`.
+        scenes: images from :func:`foundation_encoders.discovery.find_scenes`.
         lon, lat: (N,) WGS84 degrees.
         bands: band names to use (default: every pretraining band of the scenes' sensor). A scene
             lacking one of them leaves its locations unavailable.

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from masksdm import __version__
 from masksdm._io import write_json, write_parquet
+from masksdm._version import __version__
 from masksdm.data.embeddings import EMBEDDINGS_DIR, align_embeddings
 from masksdm.data.plotdata import PlotData, check_coordinates
 from masksdm.data.predictors import (
@@ -38,17 +38,16 @@ from masksdm.data.predictors import (
     catalogue_entry,
     check_input_order,
     default_predictors,
-    input_widths,
+    normalise_inputs,
 )
 from masksdm.errors import DataError, OutputExistsError
 
-__all__ = ["SPLITS", "Workspace", "normalise", "normalise_inputs", "prepare_workspace", "spatial_block_split"]
+__all__ = ["SPLITS", "Workspace", "prepare_workspace", "spatial_block_split"]
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 _FILES = ("workspace.json", "plots.parquet", "species.parquet", "occurrences.parquet", "predictors.json", "normalisation.json")
-_NORM_EPS = 1e-4  # as in the paper's z-scoring: (x - mean) / (std + 1e-4)
 
 
 def spatial_block_split(
@@ -92,35 +91,6 @@ def spatial_block_split(
     split_of_block = np.empty(len(blocks), dtype=np.int64)
     split_of_block[order] = assigned
     return np.array(["test", "val", "train"])[split_of_block[block_of]]
-
-
-def normalise(x: np.ndarray, names: Sequence[str], stats: Mapping[str, Mapping[str, float]]) -> np.ndarray:
-    """Z-score predictor columns ``names`` of ``x`` with training ``stats`` (name -> mean, std);
-    NaN stays NaN (masked by the model)."""
-    mean = np.array([stats[n]["mean"] for n in names])
-    std = np.array([stats[n]["std"] for n in names])
-    return ((np.asarray(x, dtype=np.float64) - mean) / (std + _NORM_EPS)).astype(np.float32)
-
-
-def normalise_inputs(
-    raw: np.ndarray, predictors: Sequence[Predictor], stats: Mapping[str, Mapping[str, float]]
-) -> np.ndarray:
-    """Model inputs (N, sum of widths) float32 from raw values: tabular predictors z-scored with
-    ``stats``, embedding vectors as they are."""
-    raw = np.asarray(raw)
-    widths = input_widths(predictors)
-    if raw.ndim != 2 or raw.shape[1] != widths.sum():
-        raise DataError(
-            f"raw inputs have shape {raw.shape}, expected (rows, {int(widths.sum())}): "
-            f"{', '.join(p.name for p in predictors[:4])}, ... in this order"
-        )
-    scalar = np.repeat([not p.is_embedding for p in predictors], widths)
-    if scalar.all():
-        return normalise(raw, [p.name for p in predictors], stats)
-    out = raw.astype(np.float32)
-    names = [p.name for p in predictors if not p.is_embedding]
-    out[:, scalar] = normalise(raw[:, scalar], names, stats)
-    return out
 
 
 def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: Mapping[str, str]) -> list[Predictor]:

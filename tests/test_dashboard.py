@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import rasterio
 
-from masksdm.dashboard.view import Dashboard, colorize, geotiff_bytes, search_species
+from masksdm.dashboard.render import colorize, geotiff_bytes
+from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import DataError
 from masksdm.explain.games import global_shapley
 

@@ -18,7 +18,7 @@ from pyproj import Transformer
 from safetensors.torch import save_file
 
 import foundation_encoders
-from foundation_encoders.imagery import find_scenes
+from foundation_encoders.discovery import find_scenes
 from foundation_encoders.smarties import build_smarties
 from foundation_encoders.spectrum import BandError, normalise
 from masksdm.cli import main

@@ -14,8 +14,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import foundation_encoders  # noqa: E402
+from foundation_encoders.discovery import find_scenes  # noqa: E402
 from foundation_encoders.examples import bigearthnet_examples, scene_labels  # noqa: E402
-from foundation_encoders.imagery import ImageryError, find_scenes, locate, sample_locations  # noqa: E402
+from foundation_encoders.imagery import ImageryError, locate, sample_locations  # noqa: E402
 from foundation_encoders.smarties import WeightsNotFoundError  # noqa: E402
 from masksdm import plots  # noqa: E402
 from masksdm.satellite import embed_locations  # noqa: E402

@@ -109,7 +109,7 @@ def test_smarties_vitb_on_the_gpu_bf16_and_both_projection_forms_agree():
 def test_embedding_pipeline_on_the_gpu_matches_the_cpu(ben_dir):
     import torch.nn.functional as F
 
-    from foundation_encoders.imagery import find_scenes
+    from foundation_encoders.discovery import find_scenes
     from foundation_encoders.smarties import build_smarties
     from masksdm.satellite import embed_locations
     from tests.test_embed import _centres

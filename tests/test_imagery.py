@@ -23,13 +23,13 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
+from foundation_encoders.discovery import find_scenes
 from foundation_encoders.imagery import (
     S1_BANDS,
     S2_BANDS,
     ImageryError,
     Scene,
     SceneList,
-    find_scenes,
     locate,
 )
 

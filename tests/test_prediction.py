@@ -22,6 +22,7 @@ from rio_cogeo.cogeo import cog_validate
 from masksdm.cli import main
 from masksdm.errors import ConfigError, DataError, OutputExistsError, RasterError
 from masksdm.maps import predict as prediction
+from masksdm.maps import writer
 from masksdm.maps.predict import predict_maps
 from masksdm.metrics import max_tss
 from masksdm.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
@@ -485,10 +486,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch
 
     # a clock that jumps 31 s per look: the partial files are flushed and reopened after every strip
     clock = iter(range(0, 10**6, 31))
-    monkeypatch.setattr(prediction.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(writer.time, "monotonic", lambda: float(next(clock)))
     checkpoints = []
-    real_checkpoint = prediction._Partial.checkpoint
-    monkeypatch.setattr(prediction._Partial, "checkpoint",
+    real_checkpoint = writer.PartialMaps.checkpoint
+    monkeypatch.setattr(writer.PartialMaps, "checkpoint",
                         lambda self: checkpoints.append(sorted(self.done)) or real_checkpoint(self))
     calls = _counting(monkeypatch)
     predict_maps(model, card, rasters, out, **options, resume=True)

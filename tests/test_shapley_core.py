@@ -13,15 +13,17 @@ import pytest
 from masksdm.errors import ConfigError
 from masksdm.explain.core import (
     ShapleyResult,
+    coalition_matrix,
+    exact_shapley,
+    shapley_weight_matrix,
+)
+from masksdm.explain.sampling import (
     _kernel_estimates,
     _kernel_projection,
     _kernel_size_probabilities,
     _permutation_estimates,
     _RunningMoments,
-    coalition_matrix,
-    exact_shapley,
     sampled_shapley,
-    shapley_weight_matrix,
 )
 
 SAMPLERS = ["permutation", "kernel"]

@@ -13,9 +13,10 @@ from global_land_mask import globe
 from pyproj import Transformer
 from scipy import special, stats
 
+from masksdm.data.splotopen import DT_COLUMNS, HEADER_COLUMNS
 from masksdm.errors import ConfigError, OutputExistsError
 from masksdm.sim import simulate
-from masksdm.sim.simulate import DT_COLUMNS, HEADER_COLUMNS, SCALES, WorldPaths, simulate_world
+from masksdm.sim.simulate import SCALES, WorldPaths, simulate_world
 
 TINY = dict(n_plots=300, n_species=20, resolution=0.5, progress=False)
 

@@ -21,7 +21,6 @@ from foundation_encoders.smarties import (
     WeightsError,
     build_smarties,
     detect_variant,
-    sincos_pos_embed,
     smarties_config,
 )
 from foundation_encoders.spectrum import (
@@ -33,6 +32,7 @@ from foundation_encoders.spectrum import (
     normalise,
     projection_indices,
 )
+from foundation_encoders.vit import sincos_pos_embed
 
 S2 = list(SENTINEL2_L2A_BANDS)
 SIZE = TINY_CONFIG.img_size

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from masksdm import __version__
+from masksdm._version import __version__
 from masksdm.errors import MaskSDMError
 
 __all__ = ["main"]
@@ -329,7 +329,8 @@ WEIGHTS_ENV = "MASKSDM_SMARTIES_WEIGHTS"  # foundation_encoders.WEIGHTS_ENV, spe
 
 def cmd_embed(args: argparse.Namespace) -> int:
     import foundation_encoders
-    from foundation_encoders.imagery import ImageryError, find_scenes
+    from foundation_encoders.discovery import find_scenes
+    from foundation_encoders.imagery import ImageryError
     from foundation_encoders.smarties import WeightsError
     from foundation_encoders.spectrum import BandError
     from masksdm.data.embeddings import EMBEDDINGS_DIR

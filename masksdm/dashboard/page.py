@@ -13,15 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from masksdm.dashboard.view import (
-    RANGE_COLORS,
-    Dashboard,
-    colorize,
-    geotiff_bytes,
-    png_bytes,
-    search_species,
-)
+from masksdm.dashboard.render import colorize, geotiff_bytes, png_bytes
+from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import MaskSDMError
+from masksdm.plots import RANGE_COLORS
 
 WORKSPACE_ENV = "MASKSDM_WORKSPACE"
 RUN_ENV = "MASKSDM_RUN"

@@ -10,7 +10,6 @@ with the masked tokens collapsed.
 from __future__ import annotations
 
 import difflib
-import io
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,18 +22,18 @@ import torch
 from affine import Affine
 
 from masksdm.data.embeddings import EMBEDDINGS_DIR
-from masksdm.data.grid import RasterStack, _apply
-from masksdm.data.predictors import predictor_groups
+from masksdm.data.grid import RasterStack, apply_transform
+from masksdm.data.predictors import normalise, predictor_groups
 from masksdm.errors import DataError
 from masksdm.explain.core import ShapleyResult, coalition_matrix, exact_shapley
 from masksdm.explain.games import local_shapley, resolve_players
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import roc_auc
-from masksdm.model.checkpoint import ModelCard, load_checkpoint
+from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
 from masksdm.model.network import MaskSDM
-from masksdm.workspace import Workspace, normalise
+from masksdm.workspace import Workspace
 
-__all__ = ["RANGE_COLORS", "Dashboard", "Place", "colorize", "geotiff_bytes", "png_bytes", "search_species"]
+__all__ = ["Dashboard", "Place", "search_species"]
 
 _CACHED_SUBSETS = 8
 _BATCH = 512  # cells per pass: larger batches are slower on a CPU
@@ -97,7 +96,7 @@ class Dashboard:
     ) -> None:
         self.workspace = Workspace(workspace)
         run_dir = self.workspace.models_dir() / run
-        if not (run_dir / "model.json").is_file():
+        if not (run_dir / CARD).is_file():
             trained = sorted(p.parent.name for p in self.workspace.models_dir().glob("*/model.json"))
             raise DataError(
                 f"the workspace has no model '{run}'"
@@ -161,7 +160,7 @@ class Dashboard:
         from pyproj import Transformer
 
         rows, cols = np.divmod(self.cells, self.shape[1])
-        x, y = _apply(self.transform, cols + 0.5, rows + 0.5)
+        x, y = apply_transform(self.transform, cols + 0.5, rows + 0.5)
         if self.stack.crs is not None and self.stack.crs.to_epsg() != 4326:
             x, y = Transformer.from_crs(self.stack.crs, "EPSG:4326", always_xy=True).transform(x, y)
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -187,7 +186,7 @@ class Dashboard:
         reproject(np.asarray(grid, dtype=np.float32), out, src_transform=self.transform, src_crs=src_crs,
                   dst_transform=transform, dst_crs="EPSG:3857", resampling=Resampling.nearest,
                   src_nodata=np.nan, dst_nodata=np.nan)
-        (west, east), (north, south) = _apply(transform, np.array([0, width]), np.array([0, height]))
+        (west, east), (north, south) = apply_transform(transform, np.array([0, width]), np.array([0, height]))
         return out, transform_bounds("EPSG:3857", "EPSG:4326", west, south, east, north)
 
     def groups(self) -> dict[str, list[str]]:
@@ -284,7 +283,7 @@ class Dashboard:
         x, y = lon, lat
         if self.stack.crs is not None and self.stack.crs.to_epsg() != 4326:
             x, y = Transformer.from_crs("EPSG:4326", self.stack.crs, always_xy=True).transform(lon, lat)
-        fcol, frow = _apply(~self.transform, np.array([x]), np.array([y]))
+        fcol, frow = apply_transform(~self.transform, np.array([x]), np.array([y]))
         row, col = int(np.floor(frow[0])), int(np.floor(fcol[0]))
         if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
             return None
@@ -370,45 +369,3 @@ class Dashboard:
             logits = self.model(rows.to(self.device), species=i)[:, 0]
             p = torch.sigmoid(logits).view(n, len(base)).mean(dim=1).cpu().numpy()
         return pd.DataFrame({predictor: values, "probability": p})
-
-
-# --- rendering --------------------------------------------------------------------------------
-
-#: Colours of a binary range map: absent, present.
-RANGE_COLORS = ("#d9d9d9", "#1b7837")
-
-
-def colorize(grid: np.ndarray, *, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
-             opacity: float = 0.8) -> np.ndarray:
-    """RGBA uint8 (H, W, 4) of a grid through a matplotlib colormap (or ``"range"``: 0 absent,
-    1 present in :data:`RANGE_COLORS`); NaN transparent."""
-    import matplotlib
-    from matplotlib.colors import ListedColormap
-
-    colormap = ListedColormap(list(RANGE_COLORS)) if cmap == "range" else matplotlib.colormaps[cmap]
-    scaled = (np.asarray(grid, dtype=np.float64) - vmin) / ((vmax - vmin) or 1.0)
-    rgba = colormap(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
-    rgba[..., 3] = np.where(np.isnan(grid), 0.0, opacity)
-    return (rgba * 255).round().astype(np.uint8)
-
-
-def png_bytes(rgba: np.ndarray) -> bytes:
-    """PNG file contents of an RGBA image."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    plt.imsave(buffer, rgba, format="png")
-    return buffer.getvalue()
-
-
-def geotiff_bytes(grid: np.ndarray, board: Dashboard, *, description: str) -> bytes:
-    """A one-band float32 GeoTIFF of a displayed ``grid``, georeferenced, as file contents."""
-    from rasterio.io import MemoryFile
-
-    profile = board.stack.profile(count=1)
-    profile.update(height=board.shape[0], width=board.shape[1], transform=board.transform)
-    with MemoryFile() as memory:
-        with memory.open(**profile) as dst:
-            dst.write(np.asarray(grid, dtype=np.float32), 1)
-            dst.set_band_description(1, description)
-        return bytes(memory.read())

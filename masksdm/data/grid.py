@@ -63,10 +63,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from masksdm._io import atomic_path, check_writable
-from masksdm.data.rasters import Sources, _nodata_mask, _open, find_rasters
+from masksdm.data.rasters import Sources, find_rasters, nodata_mask, open_raster
 from masksdm.errors import ConfigError, RasterError
 
-__all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "write_geotiff"]
+__all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "apply_transform", "write_geotiff"]
 
 #: Predictors computed from the template grid instead of read from a raster.
 COMPUTED_PREDICTORS: tuple[str, ...] = ("Longitude", "Latitude")
@@ -96,7 +96,7 @@ def _require_crs(src: Any, path: Path) -> None:
         )
 
 
-def _apply(t: Affine, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def apply_transform(t: Affine, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x, y of (col, row) pixel coordinates (``t * (col, row)`` warns with affine >= 3.1)."""
     return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
 
@@ -158,7 +158,7 @@ class RasterStack:
             self.template = Path(like)
         else:
             raise RasterError(f"template raster like='{like}' does not exist: pass a raster file")
-        with _open(self.template) as src:
+        with open_raster(self.template) as src:
             _require_crs(src, self.template)
             self.crs, self.transform = src.crs, src.transform
             self.width, self.height = int(src.width), int(src.height)
@@ -205,11 +205,11 @@ class RasterStack:
         col = np.array([0, self.width, 0, self.width], dtype=np.float64)
         row = np.array([0, 0, self.height, self.height], dtype=np.float64)
         pixel = min(abs(self.transform.a), abs(self.transform.e)) or 1.0
-        dx, dy = np.subtract(_apply(src.transform, col, row), _apply(self.transform, col, row))
+        dx, dy = np.subtract(apply_transform(src.transform, col, row), apply_transform(self.transform, col, row))
         return bool(np.all(np.hypot(dx, dy) < 1e-3 * pixel))
 
     def _open_layer(self, path: Path) -> _Layer:
-        src = _open(path)
+        src = open_raster(path)
         try:
             _require_crs(src, path)
             vrt = None
@@ -284,7 +284,7 @@ class RasterStack:
         rows = win.row_off + 0.5 + np.arange(win.height)
         cols = win.col_off + 0.5 + np.arange(win.width)
         col, row = (a.ravel() for a in np.meshgrid(cols, rows))
-        x, y = _apply(self.transform, col, row)
+        x, y = apply_transform(self.transform, col, row)
         if self._to_wgs84 is not None:
             x, y = self._to_wgs84.transform(x, y, errcheck=False)
         lon, lat = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
@@ -305,7 +305,7 @@ class RasterStack:
                 values = layer.vrt.read(window=window)
             else:
                 raw = layer.src.read(window=window)
-                invalid = _nodata_mask(raw, layer.src.nodatavals[0])
+                invalid = nodata_mask(raw, layer.src.nodatavals[0])
                 flags = layer.src.mask_flag_enums[0]
                 if not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags):
                     invalid |= layer.src.read_masks(window=window) == 0

@@ -27,7 +27,7 @@ Global Ecol. Biogeogr. 30:1740-1764).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +35,8 @@ import numpy as np
 from masksdm.errors import DataError
 
 __all__ = [
+    "normalise",
+    "normalise_inputs",
     "EMBEDDING",
     "GROUPS",
     "Predictor",
@@ -221,3 +223,35 @@ def subset_mask(names: Iterable[str] | None, predictors: Sequence[Predictor]) ->
     mask = np.zeros(len(predictors), dtype=bool)
     mask[resolve_subset(names, predictors)] = True
     return mask
+
+
+_NORM_EPS = 1e-4  # as in the paper's z-scoring: (x - mean) / (std + 1e-4)
+
+
+def normalise(x: np.ndarray, names: Sequence[str], stats: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """Z-score predictor columns ``names`` of ``x`` with training ``stats`` (name -> mean, std);
+    NaN stays NaN (masked by the model)."""
+    mean = np.array([stats[n]["mean"] for n in names])
+    std = np.array([stats[n]["std"] for n in names])
+    return ((np.asarray(x, dtype=np.float64) - mean) / (std + _NORM_EPS)).astype(np.float32)
+
+
+def normalise_inputs(
+    raw: np.ndarray, predictors: Sequence[Predictor], stats: Mapping[str, Mapping[str, float]]
+) -> np.ndarray:
+    """Model inputs (N, sum of widths) float32 from raw values: tabular predictors z-scored with
+    ``stats``, embedding vectors as they are."""
+    raw = np.asarray(raw)
+    widths = input_widths(predictors)
+    if raw.ndim != 2 or raw.shape[1] != widths.sum():
+        raise DataError(
+            f"raw inputs have shape {raw.shape}, expected (rows, {int(widths.sum())}): "
+            f"{', '.join(p.name for p in predictors[:4])}, ... in this order"
+        )
+    scalar = np.repeat([not p.is_embedding for p in predictors], widths)
+    if scalar.all():
+        return normalise(raw, [p.name for p in predictors], stats)
+    out = raw.astype(np.float32)
+    names = [p.name for p in predictors if not p.is_embedding]
+    out[:, scalar] = normalise(raw[:, scalar], names, stats)
+    return out

@@ -40,14 +40,14 @@ import rasterio.errors
 import rasterio.warp
 import rasterio.windows
 from pyproj import CRS, Transformer
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from tqdm import tqdm
 
 from masksdm.data.plotdata import check_coordinates
 from masksdm.data.predictors import group_of
 from masksdm.errors import DataError, RasterError
 
-__all__ = ["RASTER_SUFFIXES", "extract_rasters", "find_rasters", "raster_group"]
+__all__ = ["RASTER_SUFFIXES", "extract_rasters", "find_rasters", "nodata_mask", "open_raster", "raster_group", "read_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _open_georeferenced(target: str | Path, path: Path) -> rasterio.io.DatasetRe
     return src
 
 
-def _open(path: Path) -> rasterio.io.DatasetReader:
+def open_raster(path: Path) -> rasterio.io.DatasetReader:
     """Open a raster; a netCDF file with a single variable opens that variable."""
     src = _open_georeferenced(path, path)
     if src.count == 0 and src.subdatasets:
@@ -215,7 +215,7 @@ def _pixel_indices(
     return rows, cols, inside
 
 
-def _nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
+def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
     """True where ``values`` equal ``nodata``, compared in the band's own data type."""
     if nodata is None:
         return np.zeros(values.shape, dtype=bool)
@@ -277,7 +277,7 @@ def _extract_one(
     lat: np.ndarray,
     projected: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> np.ndarray:
-    with _open(path) as src:
+    with open_raster(path) as src:
         if src.crs is None:
             raise RasterError(
                 f"raster '{path}' has no CRS: assign one, e.g. "
@@ -310,7 +310,7 @@ def _extract_one(
             ) from exc
         values = np.full(len(lon), np.nan)
         kept = raw.astype(np.float64)
-        kept[~valid | _nodata_mask(raw, src.nodatavals[0])] = np.nan
+        kept[~valid | nodata_mask(raw, src.nodatavals[0])] = np.nan
         scale, offset = src.scales[0], src.offsets[0]
         if scale not in (None, 1.0) or offset not in (None, 0.0):
             kept = kept * (1.0 if scale is None else scale) + (0.0 if offset is None else offset)
@@ -368,3 +368,22 @@ def extract_rasters(
     return pd.DataFrame(
         columns, index=pd.RangeIndex(len(lon_arr)), columns=list(rasters), dtype=np.float64
     )
+
+
+def read_map(path: str | Path, *, band: int | None = 1, max_pixels: int | None = 800) -> tuple[np.ndarray, tuple]:
+    """One band of a raster (``band=None``: all of them, stacked first) as float with NaN for
+    nodata and its scale/offset applied (so the probability COGs of ``masksdm predict`` read in
+    [0, 1]), decimated to at most ``max_pixels`` on its long side (nearest), and its extent
+    ``(left, right, bottom, top)`` for ``imshow``."""
+    with rasterio.open(path) as src:
+        step = 1.0 if max_pixels is None else max(1.0, max(src.height, src.width) / max_pixels)
+        shape = (max(1, round(src.height / step)), max(1, round(src.width / step)))
+        if band is None:
+            data = src.read(out_shape=(src.count, *shape), masked=True, resampling=Resampling.nearest)
+            scale, offset = np.array(src.scales)[:, None, None], np.array(src.offsets)[:, None, None]
+        else:
+            data = src.read(band, out_shape=shape, masked=True, resampling=Resampling.nearest)
+            scale, offset = src.scales[band - 1], src.offsets[band - 1]
+        bounds = src.bounds
+    values = data.astype(np.float64).filled(np.nan) * scale + offset
+    return values, (bounds.left, bounds.right, bounds.bottom, bounds.top)

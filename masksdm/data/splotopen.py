@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +36,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from masksdm._io import atomic_path
 from masksdm.data.plotdata import PlotData, check_coordinates, filter_species
 from masksdm.data.predictors import default_predictors
 from masksdm.errors import DataError
 
 __all__ = [
+    "DT_COLUMNS",
     "DT_PATTERN",
+    "HEADER_COLUMNS",
     "HEADER_PATTERN",
     "default_table_predictors",
     "find_splotopen_files",
+    "format_decimals",
+    "format_logical",
     "load_splotopen",
+    "with_missing",
+    "write_splotopen_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +61,24 @@ logger = logging.getLogger(__name__)
 HEADER_PATTERN = "sPlotOpen_header*.txt"
 #: Glob pattern of the species-by-plot table; downloads are named e.g. ``sPlotOpen_DT(2).txt``.
 DT_PATTERN = "sPlotOpen_DT*.txt"
+
+#: The 47 columns of ``sPlotOpen_header*.txt``, in file order.
+HEADER_COLUMNS: tuple[str, ...] = (
+    "PlotObservationID", "GIVD_ID", "Dataset", "Continent", "Country", "Biome", "Date_of_recording",
+    "Latitude", "Longitude", "Location_uncertainty", "Releve_area", "Plant_recorded", "Elevation",
+    "Aspect", "Slope", "is_forest", "ESY", "Naturalness", "Forest", "Shrubland", "Grassland",
+    "Wetland", "Sparse_vegetation", "Cover_total", "Cover_tree_layer", "Cover_shrub_layer",
+    "Cover_herb_layer", "Cover_moss_layer", "Cover_lichen_layer", "Cover_algae_layer",
+    "Cover_litter_layer", "Cover_bare_rocks", "Cover_cryptogams", "Cover_bare_soil",
+    "Height_trees_highest", "Height_trees_lowest", "Height_shrubs_highest", "Height_shrubs_lowest",
+    "Height_herbs_average", "Height_herbs_lowest", "Height_herbs_highest", "SoilClim_PC1",
+    "SoilClim_PC2", "Resample_1", "Resample_2", "Resample_3", "Resample_1_consensus",
+)
+#: The 6 columns of ``sPlotOpen_DT*.txt``, in file order.
+DT_COLUMNS: tuple[str, ...] = (
+    "PlotObservationID", "Species", "Original_species", "Original_abundance", "Abundance_scale",
+    "Relative_cover",
+)
 
 _ID = "PlotObservationID"
 # Logical columns of the header table: read as booleans, then 0/1 if used as predictors.
@@ -324,3 +349,36 @@ def load_splotopen(
         occurrences=occurrences,
         source=f"sPlotOpen ('{header_path.name}', '{dt_path.name}' in '{Path(directory)}')",
     )
+
+
+# --- writing the format (the virtual world writes its plots this way) ---------------------------
+
+def format_decimals(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Shortest fixed-point text of each value with at most ``decimals`` decimals; NaN -> None."""
+    v = np.round(np.asarray(values, dtype=np.float64), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    text = np.char.mod(f"%.{decimals}f", np.nan_to_num(v))
+    if decimals:
+        text = np.char.rstrip(np.char.rstrip(text, "0"), ".")
+    return with_missing(text, np.isnan(v))
+
+
+def with_missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """An object array with None (written as NA) where ``missing``."""
+    out = np.asarray(values).astype(object)
+    out[missing] = None
+    return out
+
+
+def format_logical(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    """TRUE / FALSE text of booleans, None (written as NA) where ``missing``."""
+    missing = np.zeros(len(values), dtype=bool) if missing is None else missing
+    return with_missing(np.where(values, "TRUE", "FALSE"), missing)
+
+
+def write_splotopen_table(path: str | Path, frames: Iterable[pd.DataFrame]) -> None:
+    """Write a table as sPlotOpen ships it: tab-separated UTF-8, ``NA`` for missing values, ``\\n``
+    line ends, the header line once; ``frames`` are consecutive row chunks with the same columns.
+    The file appears atomically (it is never seen half-written)."""
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for i, frame in enumerate(frames):
+            frame.to_csv(fh, sep="\t", na_rep="NA", index=False, lineterminator="\n", header=i == 0)

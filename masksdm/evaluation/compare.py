@@ -27,7 +27,7 @@ from masksdm.errors import CheckpointError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
 from masksdm.metrics import mean_auc
-from masksdm.model.checkpoint import load_checkpoint, read_card
+from masksdm.model.checkpoint import CARD, load_checkpoint, read_card
 from masksdm.model.config import RunConfig
 from masksdm.model.training import train
 from masksdm.workspace import Workspace
@@ -43,7 +43,7 @@ def _slug(name: str) -> str:
 
 def _ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress: bool) -> None:
     """Train ``run_dir`` unless it holds a complete run with the same config; resume if interrupted."""
-    if (run_dir / "model.json").exists():
+    if (run_dir / CARD).exists():
         try:
             card, _ = read_card(run_dir)
         except CheckpointError:

@@ -34,7 +34,8 @@ import torch
 
 from masksdm.data.predictors import Predictor, predictor_groups, subset_mask
 from masksdm.errors import ConfigError, DataError
-from masksdm.explain.core import ShapleyResult, exact_shapley, sampled_shapley
+from masksdm.explain.core import ShapleyResult, exact_shapley
+from masksdm.explain.sampling import sampled_shapley
 from masksdm.metrics import evaluable_species, roc_auc
 from masksdm.model.checkpoint import ModelCard
 from masksdm.model.inference import predict_logits_tensor

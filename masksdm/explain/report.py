@@ -202,7 +202,7 @@ def map_figure(tif: str | Path, *, max_pixels: int = 600):
     import matplotlib.pyplot as plt
     import rasterio
 
-    from masksdm.plots import read_map
+    from masksdm.data.rasters import read_map
 
     bands, extent = read_map(tif, band=None, max_pixels=max_pixels)
     with rasterio.open(tif) as src:

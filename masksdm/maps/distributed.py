@@ -19,7 +19,8 @@ import numpy as np
 from rasterio.windows import Window
 
 from masksdm.errors import DependencyNotFoundError
-from masksdm.maps.predict import MapPlan, predict_window
+from masksdm.maps.plan import MapPlan, predict_window
+from masksdm.model.checkpoint import WEIGHTS
 
 __all__ = ["predict_strips_distributed"]
 
@@ -43,7 +44,7 @@ def _predict_strip(
 
     # a long-lived cluster (--scheduler) outlives a run: a retrained checkpoint or a rewritten raster
     # at the same path must not be served from the cache
-    key = (run_dir, _stamp([str(Path(run_dir) / "model.safetensors"), *sources, like]))
+    key = (run_dir, _stamp([str(Path(run_dir) / WEIGHTS), *sources, like]))
     if key not in _WORKER_CACHE:
         for old in [k for k in _WORKER_CACHE if k[0] == run_dir]:
             del _WORKER_CACHE[old]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.windows import Window
 
 from masksdm.data.grid import COMPUTED_PREDICTORS, RasterStack
 from masksdm.data.predictors import catalogue_entry, input_widths, subset_mask
@@ -25,13 +26,13 @@ from masksdm.model.checkpoint import ModelCard
 from masksdm.model.inference import predict_logits_tensor
 from masksdm.model.network import MaskSDM
 
-__all__ = ["OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "read_cells", "resolve_threshold"]
+__all__ = ["DTYPES", "OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "predict_window", "read_cells", "resolve_threshold"]
 
 log = logging.getLogger(__name__)
 
 #: What :func:`predict_maps` can write.
 OUTPUTS = ("probability", "binary", "richness")
-_DTYPES = {  # dtype: (largest valid code, nodata)
+DTYPES = {  # dtype: (largest valid code, nodata)
     "uint8": (254, 255),
     "uint16": (65_534, 65_535),
     "float32": (None, float("nan")),
@@ -53,12 +54,12 @@ class MapPlan:
 
     @property
     def scale(self) -> float:
-        top = _DTYPES[self.dtype][0]
+        top = DTYPES[self.dtype][0]
         return 1.0 if top is None else 1.0 / top
 
     @property
     def nodata(self) -> float:
-        return _DTYPES[self.dtype][1]
+        return DTYPES[self.dtype][1]
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def plan_maps(
     unknown = [o for o in outputs if o not in OUTPUTS]
     if unknown or not outputs:
         raise ConfigError(f"unknown outputs {unknown or list(outputs)}: choose among {list(OUTPUTS)}")
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}: use uint8 (default), uint16 or float32")
     if "binary" in outputs and thresholds is None:
         raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
@@ -217,3 +218,84 @@ def resolve_threshold(
     if missing.any():
         log.warning("%d species have no presence/absence among the validation plots: threshold 0.5", missing.sum())
     return np.where(missing, 0.5, thresholds)
+
+
+# --- one strip of cells ---------------------------------------------------------------------
+
+def _quantise(p: torch.Tensor, plan: MapPlan) -> torch.Tensor:
+    """Probabilities to the output dtype, on the model's device (less to transfer)."""
+    top = DTYPES[plan.dtype][0]
+    if top is None:
+        return p.float()
+    return torch.round(p * top).to(torch.int32)
+
+
+def _code_thresholds(plan: MapPlan) -> np.ndarray:
+    """(S,) the least written value whose decoded probability reaches each threshold.
+
+    Readers decode ``value x scale`` in float64 (GDAL, rasterio, rioxarray); comparing the written
+    values with these codes makes binary maps agree exactly with the probability maps and the
+    threshold tags, ties included, whatever the precision of the model's device.
+    """
+    assert plan.thresholds is not None
+    t = np.array(plan.thresholds, dtype=np.float64)
+    if DTYPES[plan.dtype][0] is None:  # float32 values: the least float32 >= t
+        t32 = t.astype(np.float32)
+        return np.where(t32 < t, np.nextafter(t32, np.float32(np.inf)), t32)
+    scale = plan.scale
+    k = np.ceil(t / scale)  # within one code of the answer; fix the rounding either way
+    k = np.where((k - 1) * scale >= t, k - 1, k)
+    k = np.where(k * scale < t, k + 1, k)
+    return k.astype(np.int32)
+
+
+@torch.no_grad()
+def predict_window(
+    model: MaskSDM,
+    card: ModelCard,
+    stack: RasterStack,
+    window: Window,
+    plan: MapPlan,
+    *,
+    batch_size: int | None = None,
+    precision: str = "auto",
+) -> dict[str, np.ndarray]:
+    """Outputs of one strip: ``{"probability": (S, h, w), "binary": (S, h, w), "richness": (1|2, h, w)}``
+    as requested by the plan, in the written dtypes (richness float32)."""
+    device = next(model.parameters()).device
+    batch = batch_size or (65_536 if device.type == "cuda" else 2048)
+    h, w = int(window.height), int(window.width)
+    raw, has_data = read_cells(card, stack, plan.read_names, window)
+    cells = np.flatnonzero(has_data)
+    n_species = len(plan.species)
+    out_dtype = np.float32 if plan.dtype == "float32" else np.dtype(plan.dtype)
+    result: dict[str, np.ndarray] = {}
+    if "probability" in plan.outputs:
+        result["probability"] = np.full((n_species, h * w), plan.nodata, dtype=out_dtype)
+    if "binary" in plan.outputs:
+        result["binary"] = np.full((n_species, h * w), 255, dtype=np.uint8)
+    if "richness" in plan.outputs:
+        n_bands = 2 if plan.thresholds is not None else 1
+        result["richness"] = np.full((n_bands, h * w), np.nan, dtype=np.float32)
+    keep = torch.as_tensor(np.array(plan.visible))
+    species = np.array(plan.species_index)
+    thresholds = None if plan.thresholds is None else torch.as_tensor(_code_thresholds(plan), device=device)
+    x = card.features(raw[cells]) if len(cells) else np.empty((0, card.n_columns), np.float32)
+    for start in range(0, len(cells), batch):
+        rows = cells[start : start + batch]
+        logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
+                                       batch_size=batch, precision=precision)
+        p = torch.sigmoid(logits)
+        q = _quantise(p, plan)  # (n, S) on the device
+        present = None if thresholds is None else q >= thresholds
+        if "probability" in result:
+            result["probability"][:, rows] = q.T.cpu().numpy()
+        if "binary" in result:
+            assert present is not None
+            result["binary"][:, rows] = present.T.to(torch.uint8).cpu().numpy()
+        if "richness" in result:
+            richness = [p.sum(dim=1)]
+            if present is not None:
+                richness.append(present.sum(dim=1).float())
+            result["richness"][:, rows] = torch.stack(richness).cpu().numpy()
+    return {k: v.reshape(len(v), h, w) for k, v in result.items()}

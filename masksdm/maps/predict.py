@@ -39,12 +39,9 @@ import functools
 import hashlib
 import json
 import logging
-import re
-import shutil
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,246 +52,21 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from masksdm import __version__
-from masksdm._io import atomic_path, write_json
+from masksdm._io import write_json
+from masksdm._version import __version__
 from masksdm.data.grid import RasterStack
 from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
-from masksdm.maps.plan import _DTYPES, OUTPUTS, MapPlan, plan_maps, read_cells, resolve_threshold
-from masksdm.model.checkpoint import ModelCard, sha256_file
-from masksdm.model.inference import predict_logits_tensor
+from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
+from masksdm.maps.writer import PARTIAL, PartialMaps, file_stems, plan_targets
+from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
 from masksdm.model.network import MaskSDM
 
-__all__ = ["MapPlan", "OUTPUTS", "plan_maps", "predict_maps", "predict_window", "resolve_threshold"]
+__all__ = ["MapResult", "predict_maps"]
 
 log = logging.getLogger(__name__)
 
 _PER_SPECIES_FILES_MAX = 1000
-_PARTIAL = ".partial"
-
-
-# --- one strip ---------------------------------------------------------------------------------
-
-def _quantise(p: torch.Tensor, plan: MapPlan) -> torch.Tensor:
-    """Probabilities to the output dtype, on the model's device (less to transfer)."""
-    top = _DTYPES[plan.dtype][0]
-    if top is None:
-        return p.float()
-    return torch.round(p * top).to(torch.int32)
-
-
-def _code_thresholds(plan: MapPlan) -> np.ndarray:
-    """(S,) the least written value whose decoded probability reaches each threshold.
-
-    Readers decode ``value x scale`` in float64 (GDAL, rasterio, rioxarray); comparing the written
-    values with these codes makes binary maps agree exactly with the probability maps and the
-    threshold tags, ties included, whatever the precision of the model's device.
-    """
-    assert plan.thresholds is not None
-    t = np.array(plan.thresholds, dtype=np.float64)
-    if _DTYPES[plan.dtype][0] is None:  # float32 values: the least float32 >= t
-        t32 = t.astype(np.float32)
-        return np.where(t32 < t, np.nextafter(t32, np.float32(np.inf)), t32)
-    scale = plan.scale
-    k = np.ceil(t / scale)  # within one code of the answer; fix the rounding either way
-    k = np.where((k - 1) * scale >= t, k - 1, k)
-    k = np.where(k * scale < t, k + 1, k)
-    return k.astype(np.int32)
-
-
-@torch.no_grad()
-def predict_window(
-    model: MaskSDM,
-    card: ModelCard,
-    stack: RasterStack,
-    window: Window,
-    plan: MapPlan,
-    *,
-    batch_size: int | None = None,
-    precision: str = "auto",
-) -> dict[str, np.ndarray]:
-    """Outputs of one strip: ``{"probability": (S, h, w), "binary": (S, h, w), "richness": (1|2, h, w)}``
-    as requested by the plan, in the written dtypes (richness float32)."""
-    device = next(model.parameters()).device
-    batch = batch_size or (65_536 if device.type == "cuda" else 2048)
-    h, w = int(window.height), int(window.width)
-    raw, has_data = read_cells(card, stack, plan.read_names, window)
-    cells = np.flatnonzero(has_data)
-    n_species = len(plan.species)
-    out_dtype = np.float32 if plan.dtype == "float32" else np.dtype(plan.dtype)
-    result: dict[str, np.ndarray] = {}
-    if "probability" in plan.outputs:
-        result["probability"] = np.full((n_species, h * w), plan.nodata, dtype=out_dtype)
-    if "binary" in plan.outputs:
-        result["binary"] = np.full((n_species, h * w), 255, dtype=np.uint8)
-    if "richness" in plan.outputs:
-        n_bands = 2 if plan.thresholds is not None else 1
-        result["richness"] = np.full((n_bands, h * w), np.nan, dtype=np.float32)
-    keep = torch.as_tensor(np.array(plan.visible))
-    species = np.array(plan.species_index)
-    thresholds = None if plan.thresholds is None else torch.as_tensor(_code_thresholds(plan), device=device)
-    x = card.features(raw[cells]) if len(cells) else np.empty((0, card.n_columns), np.float32)
-    for start in range(0, len(cells), batch):
-        rows = cells[start : start + batch]
-        logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
-                                       batch_size=batch, precision=precision)
-        p = torch.sigmoid(logits)
-        q = _quantise(p, plan)  # (n, S) on the device
-        present = None if thresholds is None else q >= thresholds
-        if "probability" in result:
-            result["probability"][:, rows] = q.T.cpu().numpy()
-        if "binary" in result:
-            assert present is not None
-            result["binary"][:, rows] = present.T.to(torch.uint8).cpu().numpy()
-        if "richness" in result:
-            richness = [p.sum(dim=1)]
-            if present is not None:
-                richness.append(present.sum(dim=1).float())
-            result["richness"][:, rows] = torch.stack(richness).cpu().numpy()
-    return {k: v.reshape(len(v), h, w) for k, v in result.items()}
-
-
-# --- outputs on disk ----------------------------------------------------------------------------
-
-def _file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "species"
-
-
-def _file_stems(names: Sequence[str]) -> list[str]:
-    """File stems of species names; names that would share a file (e.g. hybrids written with and
-    without the multiplication sign, or differing only in case) get a suffix from their hash."""
-    stems = [_file_stem(n) for n in names]
-    counts = Counter(s.lower() for s in stems)
-    return [s if counts[s.lower()] == 1 else f"{s}_{hashlib.sha256(n.encode()).hexdigest()[:8]}"
-            for s, n in zip(stems, names, strict=True)]
-
-
-@dataclass
-class _Target:
-    """One output file: its bands and where each strip's rows go."""
-
-    kind: str
-    path: Path  # final COG
-    bands: list[int]  # rows of the strip's array for this file
-    descriptions: list[str]
-    dtype: str
-    nodata: float | None
-    scale: float
-    tags: dict[str, str]
-    band_tags: list[dict[str, str]] = field(default_factory=list)
-
-
-def _targets(plan: MapPlan, out_dir: Path, layout: str, model_tags: dict[str, str]) -> list[_Target]:
-    targets = []
-    n = len(plan.species)
-    for kind in ("probability", "binary"):
-        if kind not in plan.outputs:
-            continue
-        dtype, nodata, scale = (plan.dtype, plan.nodata, plan.scale) if kind == "probability" else ("uint8", 255, 1.0)
-        tags = dict(model_tags, output=kind)
-        if kind == "probability":
-            tags["units"] = "presence probability (value x scale + offset)"
-        if plan.threshold_rule is not None:
-            tags["threshold_rule"] = plan.threshold_rule
-        band_tags = [{"species": s} | ({"threshold": repr(plan.thresholds[j])} if plan.thresholds else {})
-                     for j, s in enumerate(plan.species)]
-        if layout == "multiband":
-            targets.append(_Target(kind, out_dir / f"{kind}.tif", list(range(n)), list(plan.species), dtype, nodata,
-                                   scale, tags, band_tags))
-        else:
-            for j, (s, stem) in enumerate(zip(plan.species, _file_stems(plan.species), strict=True)):
-                t = dict(tags, species=s)
-                if plan.thresholds is not None:
-                    t["threshold"] = repr(plan.thresholds[j])
-                targets.append(_Target(kind, out_dir / kind / f"{stem}.tif", [j], [s], dtype, nodata,
-                                       scale, t, [band_tags[j]]))
-    if "richness" in plan.outputs:
-        descriptions = ["expected_richness"] + (["predicted_present"] if plan.thresholds is not None else [])
-        tags = dict(model_tags, output="richness", n_species=str(n),
-                    units="number of species: band 1 sum of probabilities, band 2 count above threshold")
-        if plan.threshold_rule is not None:
-            tags["threshold_rule"] = plan.threshold_rule
-        targets.append(_Target("richness", out_dir / "richness.tif", list(range(len(descriptions))), descriptions,
-                               "float32", float("nan"), 1.0, tags))
-    return targets
-
-
-class _Partial:
-    """The tiled GeoTIFFs being filled strip by strip, and the record of finished strips."""
-
-    def __init__(self, out_dir: Path, targets: list[_Target], stack: RasterStack, signature: str, resume: bool):
-        self.dir = out_dir / _PARTIAL
-        self.targets, self.stack, self.signature = targets, stack, signature
-        self.state_path = self.dir / "state.json"
-        self.done: set[int] = set()
-        if resume and self.state_path.exists():
-            state = json.loads(self.state_path.read_text())
-            if state.get("signature") != signature:
-                raise ConfigError(
-                    f"the unfinished run in '{self.dir}' was started with other options or data: rerun it with the "
-                    "same ones, or pass --force to start over"
-                )
-            self.done = set(state["done"])
-        elif self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.files: list[Any] = []
-        self._open(new=not self.done)
-        self._last = time.monotonic()
-
-    def _tmp(self, i: int) -> Path:
-        return self.dir / f"{i:05d}.tif"
-
-    def _open(self, *, new: bool) -> None:
-        self.files = []
-        for i, t in enumerate(self.targets):
-            if new:
-                profile = self.stack.profile(count=len(t.bands), dtype=t.dtype, nodata=t.nodata)
-                dst = rasterio.open(self._tmp(i), "w", **profile)
-                dst.descriptions = tuple(t.descriptions)
-                if t.scale != 1.0:
-                    dst.scales = (t.scale,) * len(t.bands)
-                    dst.offsets = (0.0,) * len(t.bands)
-                dst.update_tags(**t.tags)
-                for b, bt in enumerate(t.band_tags, start=1):
-                    dst.update_tags(b, **bt)
-            else:
-                dst = rasterio.open(self._tmp(i), "r+")
-            self.files.append(dst)
-
-    def write(self, window: Window, arrays: dict[str, np.ndarray]) -> None:
-        for t, dst in zip(self.targets, self.files, strict=True):
-            dst.write(arrays[t.kind][t.bands], window=window)
-        self.done.add(int(window.row_off))
-        if time.monotonic() - self._last > 30:
-            self.checkpoint()
-
-    def checkpoint(self) -> None:
-        """Flush every file to disk (close and reopen), then record the finished strips."""
-        self.close()
-        write_json(self.state_path, {"signature": self.signature, "done": sorted(self.done)})
-        self._open(new=False)
-        self._last = time.monotonic()
-
-    def close(self) -> None:
-        for dst in self.files:
-            dst.close()
-        self.files = []
-
-    def finish(self, *, force: bool, progress: bool = True) -> list[Path]:
-        """Copy every file to a COG at its final path (atomically), then remove the partial folder."""
-        self.close()
-        written = []
-        bar = tqdm(self.targets, desc="writing COGs", unit="file", disable=not progress or len(self.targets) < 20)
-        for i, t in enumerate(bar):
-            t.path.parent.mkdir(parents=True, exist_ok=True)
-            resampling = "NEAREST" if t.kind == "binary" else "AVERAGE"
-            with atomic_path(t.path, force=force) as tmp:
-                rasterio.shutil.copy(self._tmp(i), tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
-                                     OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER")
-            written.append(t.path)
-        shutil.rmtree(self.dir)
-        return written
 
 
 # --- the whole map ------------------------------------------------------------------------------
@@ -319,7 +91,7 @@ class MapResult:
         if output == "richness" or (self.out_dir / f"{output}.tif") in self.files:  # multiband layout
             path = self.out_dir / f"{output}.tif"
         elif species in self.plan.species:
-            path = self.out_dir / output / f"{_file_stems(self.plan.species)[self.plan.species.index(species)]}.tif"
+            path = self.out_dir / output / f"{file_stems(self.plan.species)[self.plan.species.index(species)]}.tif"
         else:
             raise ConfigError(f"no {output} map of {species!r}: mapped species are {list(self.plan.species)[:5]} ...")
         if path not in self.files:
@@ -428,7 +200,7 @@ def predict_maps(
         raise ConfigError(f"unknown layout {layout!r}: use per-species or multiband")
     if block_rows is not None and block_rows < 1:
         raise ConfigError(f"block_rows must be positive, got {block_rows=}")
-    unfinished = (out_dir / _PARTIAL).exists()
+    unfinished = (out_dir / PARTIAL).exists()
     if unfinished and not (resume or force):
         raise OutputExistsError(f"'{out_dir}' holds an unfinished run: pass --resume to finish it or --force to restart")
     # with --resume, maps beside the unfinished run are its own; without one there is nothing to resume
@@ -472,12 +244,12 @@ def predict_maps(
             "predictors_used": ",".join(plan.read_names),
             "predictors_masked": ",".join(p.name for p, v in zip(card.predictors, plan.visible, strict=True) if not v),
         }
-        targets = _targets(plan, out_dir, layout, model_tags)
+        targets = plan_targets(plan, out_dir, layout, model_tags)
         out_dir.mkdir(parents=True, exist_ok=True)
         windows = list(stack.windows(rows))
         _allow_open_files(len(targets) + len(stack.names))
         signature = _signature(plan, model_sha or _weights_sha(model), stack, layout, rows)
-        record = _Partial(out_dir, targets, stack, signature, resume)
+        record = PartialMaps(out_dir, targets, stack, signature, resume)
         todo = [w for w in windows if int(w.row_off) not in record.done]
         n_cells = stack.width * stack.height
         try:
@@ -527,7 +299,7 @@ def _allow_open_files(n_files: int) -> None:
 def _model_sha(run_dir: str | Path | None) -> str:
     if run_dir is None:
         return ""
-    path = Path(run_dir) / "model.safetensors"
+    path = Path(run_dir) / WEIGHTS
     return sha256_file(path) if path.exists() else ""
 
 

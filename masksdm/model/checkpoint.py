@@ -22,16 +22,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from masksdm import __version__
 from masksdm._io import atomic_path, write_json
-from masksdm.data.predictors import Predictor
+from masksdm._version import __version__
+from masksdm.data.predictors import Predictor, normalise_inputs
 from masksdm.errors import CheckpointError, DataError
 from masksdm.model.config import RunConfig
 from masksdm.model.network import MaskSDM
-from masksdm.workspace import normalise_inputs
 
 __all__ = [
+    "CARD",
     "FORMAT",
+    "WEIGHTS",
     "ModelCard",
     "build_model",
     "check_predictors",

@@ -42,17 +42,22 @@ human footprint (Venter et al. 2016); the land mask is that of the ``global-land
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special
-from tqdm import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet
+from masksdm._version import __version__
+from masksdm.data.splotopen import (
+    HEADER_COLUMNS,
+    format_decimals,
+    format_logical,
+    with_missing,
+    write_splotopen_table,
+)
 from masksdm.errors import ConfigError, OutputExistsError
 from masksdm.sim.landscape import (
     RASTER_PREDICTORS,
@@ -64,8 +69,18 @@ from masksdm.sim.landscape import (
     mollweide_crs,
     write_rasters,
 )
+from masksdm.sim.species import (
+    AREA_COEF,
+    AREA_REF,
+    CANDIDATES,
+    prevalence_range,
+    simulate_species,
+    species_design,
+    species_names,
+    species_table,
+)
 
-__all__ = ["DT_COLUMNS", "HEADER_COLUMNS", "SCALES", "WorldPaths", "simulate_world"]
+__all__ = ["SCALES", "WorldPaths", "simulate_world"]
 
 #: Preset sizes; ``extent`` is (west, south, east, north) in degrees.
 SCALES: dict[str, dict] = {
@@ -75,31 +90,7 @@ SCALES: dict[str, dict] = {
     ),
 }
 
-#: The 47 columns of ``sPlotOpen_header*.txt``, in file order.
-HEADER_COLUMNS: tuple[str, ...] = (
-    "PlotObservationID", "GIVD_ID", "Dataset", "Continent", "Country", "Biome", "Date_of_recording",
-    "Latitude", "Longitude", "Location_uncertainty", "Releve_area", "Plant_recorded", "Elevation",
-    "Aspect", "Slope", "is_forest", "ESY", "Naturalness", "Forest", "Shrubland", "Grassland",
-    "Wetland", "Sparse_vegetation", "Cover_total", "Cover_tree_layer", "Cover_shrub_layer",
-    "Cover_herb_layer", "Cover_moss_layer", "Cover_lichen_layer", "Cover_algae_layer",
-    "Cover_litter_layer", "Cover_bare_rocks", "Cover_cryptogams", "Cover_bare_soil",
-    "Height_trees_highest", "Height_trees_lowest", "Height_shrubs_highest", "Height_shrubs_lowest",
-    "Height_herbs_average", "Height_herbs_lowest", "Height_herbs_highest", "SoilClim_PC1",
-    "SoilClim_PC2", "Resample_1", "Resample_2", "Resample_3", "Resample_1_consensus",
-)
-#: The 6 columns of ``sPlotOpen_DT*.txt``, in file order.
-DT_COLUMNS: tuple[str, ...] = (
-    "PlotObservationID", "Species", "Original_species", "Original_abundance", "Abundance_scale",
-    "Relative_cover",
-)
-
-_CANDIDATES = RASTER_PREDICTORS + [("Longitude", "Location"), ("Latitude", "Location")]
-_GROUP_WEIGHTS = {"WorldClim": 0.45, "SoilGrids": 0.2, "Topography": 0.12, "Human": 0.15,
-                  "Location": 0.08}
-_AREA_COEF, _AREA_REF = 0.3, 100.0
-_CHUNK = 512  # species per block of the truth computation; fixed, as presence draws are per block
 _MAX_PROBABILITY_CELLS = 50_000_000
-_N_INTERCEPT_PLOTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -183,27 +174,6 @@ def _add_plots(plots_at: tuple[np.ndarray, np.ndarray], lon: np.ndarray, lat: np
             np.concatenate([dataset, np.full(len(x), dataset.max() + 1)]))
 
 
-def _fmt(values: np.ndarray, decimals: int) -> np.ndarray:
-    """Shortest fixed-point text of each value with at most ``decimals`` decimals; NaN -> None."""
-    v = np.round(np.asarray(values, dtype=np.float64), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
-    text = np.char.mod(f"%.{decimals}f", np.nan_to_num(v))
-    if decimals:
-        text = np.char.rstrip(np.char.rstrip(text, "0"), ".")
-    return _missing(text, np.isnan(v))
-
-
-def _missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """An object array with None (written as NA) where ``missing``."""
-    out = np.asarray(values).astype(object)
-    out[missing] = None
-    return out
-
-
-def _logical(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    missing = np.zeros(len(values), dtype=bool) if missing is None else missing
-    return _missing(np.where(values, "TRUE", "FALSE"), missing)
-
-
 def _continent(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     europe = (lon >= -25) & (lat >= 35) & (
         (lon < 26) | ((lon < 45) & (lat > 41)) | ((lon < 60) & (lat > 47)))
@@ -272,7 +242,7 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
     def sparse(share: float | np.ndarray, mean: float | np.ndarray, sd: float, lo: float, hi: float,
                decimals: int = 0) -> np.ndarray:
         values = np.clip(mean + sd * rng.standard_normal(n), lo, hi)
-        return _fmt(np.where(rng.random(n) < share, values, np.nan), decimals)
+        return format_decimals(np.where(rng.random(n) < share, values, np.nan), decimals)
 
     # Cover_algae_layer: a handful of values, none in the first half of the rows (the dtype trap).
     algae = np.full(n, np.nan)
@@ -291,19 +261,19 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
         "PlotObservationID": ids, "GIVD_ID": givd[dataset],
         "Dataset": np.array([f"Virtual_{i + 1:03d}" for i in range(n_sets)], dtype=object)[dataset],
         "Continent": cont, "Country": np.full(n, None, dtype=object), "Biome": biome,
-        "Date_of_recording": _missing(dates, rng.random(n) < 0.03),
-        "Latitude": _fmt(lat, 6), "Longitude": _fmt(lon, 6), "Location_uncertainty": _fmt(unc, 0),
-        "Releve_area": _fmt(area, 2), "Plant_recorded": set_recorded,
-        "Elevation": _fmt(np.where(rng.random(n) < 0.1, np.nan, elev), 0),
-        "Aspect": _fmt(np.where(rng.random(n) < 0.5, np.nan, np.maximum(env["Aspect"], 1)), 0),
-        "Slope": _fmt(np.where(rng.random(n) < 0.5, np.nan, env["Slope"]), 1),
-        "is_forest": _logical(forest, veg_na),
-        "ESY": _missing(esy, (cont != "Europe") | veg_na),
-        "Naturalness": _missing(np.where(rng.random(n) < special.expit(z["HFP2009"] - 0.5),
+        "Date_of_recording": with_missing(dates, rng.random(n) < 0.03),
+        "Latitude": format_decimals(lat, 6), "Longitude": format_decimals(lon, 6), "Location_uncertainty": format_decimals(unc, 0),
+        "Releve_area": format_decimals(area, 2), "Plant_recorded": set_recorded,
+        "Elevation": format_decimals(np.where(rng.random(n) < 0.1, np.nan, elev), 0),
+        "Aspect": format_decimals(np.where(rng.random(n) < 0.5, np.nan, np.maximum(env["Aspect"], 1)), 0),
+        "Slope": format_decimals(np.where(rng.random(n) < 0.5, np.nan, env["Slope"]), 1),
+        "is_forest": format_logical(forest, veg_na),
+        "ESY": with_missing(esy, (cont != "Europe") | veg_na),
+        "Naturalness": with_missing(np.where(rng.random(n) < special.expit(z["HFP2009"] - 0.5),
                                          "Semi-natural", "Natural"), rng.random(n) < 0.2),
     }
     for i, name in enumerate(["Forest", "Shrubland", "Grassland", "Wetland", "Sparse_vegetation"]):
-        cols[name] = _logical(veg == i, veg_na)
+        cols[name] = format_logical(veg == i, veg_na)
     cols |= {
         "Cover_total": sparse(0.3, 80 + 5 * wet, 15, 5, 100),
         "Cover_tree_layer": sparse(0.3, np.where(forest, 65 + 8 * wet, 2), 15, 0, 100),
@@ -311,7 +281,7 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
         "Cover_herb_layer": sparse(0.35, np.where(forest, 35, 70) + 5 * wet, 20, 1, 100),
         "Cover_moss_layer": sparse(0.2, 10 + 5 * wet, 10, 0, 100),
         "Cover_lichen_layer": sparse(0.05, 3, 4, 0, 100),
-        "Cover_algae_layer": _fmt(algae, 0),
+        "Cover_algae_layer": format_decimals(algae, 0),
         "Cover_litter_layer": sparse(0.1, np.where(forest, 50, 15), 20, 0, 100),
         "Cover_bare_rocks": sparse(0.08, np.where(veg == 4, 40, 3), 8, 0, 100),
         "Cover_cryptogams": sparse(0.03, 10, 8, 0, 100),
@@ -323,138 +293,12 @@ def _header(seed: int, ids: np.ndarray, lon: np.ndarray, lat: np.ndarray, datase
         "Height_herbs_average": sparse(0.1, 30 + 10 * wet, 15, 2, 150),
         "Height_herbs_lowest": sparse(0.03, 8, 4, 1, 40),
         "Height_herbs_highest": sparse(0.05, 70 + 15 * wet, 25, 5, 250),
-        "SoilClim_PC1": _fmt(pcs[:, 0], 3), "SoilClim_PC2": _fmt(pcs[:, 1], 3),
-        "Resample_1": _logical(resample[:, 0]), "Resample_2": _logical(resample[:, 1]),
-        "Resample_3": _logical(resample[:, 2]),
-        "Resample_1_consensus": _logical(resample[:, 0] & resample[:, 1]),
+        "SoilClim_PC1": format_decimals(pcs[:, 0], 3), "SoilClim_PC2": format_decimals(pcs[:, 1], 3),
+        "Resample_1": format_logical(resample[:, 0]), "Resample_2": format_logical(resample[:, 1]),
+        "Resample_3": format_logical(resample[:, 2]),
+        "Resample_1_consensus": format_logical(resample[:, 0] & resample[:, 1]),
     }
     return pd.DataFrame(cols, columns=list(HEADER_COLUMNS)), area, set_pa
-
-
-def _species_names(seed: int, n: int) -> np.ndarray:
-    """Unique, plausible Latin binomials such as 'Carexa virtualis', in no particular order."""
-    rng = make_rng(seed, "names")
-    syl = np.array("ca re xa lo mi ra no ta phy lu se ver bo di gal an the po ly cor la sal vi fe "
-                   "stu ro sa me li ter ni pa gra ce tri fo ar mo nus ge pe ru ci va".split())
-
-    def words(m: int, ends: str) -> np.ndarray:
-        end = np.array(ends.split())
-        stem = np.char.add(syl[rng.integers(0, len(syl), m)], syl[rng.integers(0, len(syl), m)])
-        return np.char.add(stem, end[rng.integers(0, len(end), m)])
-
-    genera = np.char.capitalize(words(max(3, n // 8), "a us um ia is ella odon anthus ops"))
-    names = np.array([], dtype=str)
-    while len(names) < n:
-        m = 2 * (n - len(names)) + 16
-        epithets = words(m, "alis ensis ifolia oides ata icus ina osa escens ella")
-        new = np.char.add(np.char.add(genera[rng.integers(0, len(genera), m)], " "), epithets)
-        names = pd.unique(np.concatenate([names, new]))
-    return np.asarray(names[:n], dtype=str)
-
-
-def _species_design(seed: int, n_species: int, quantiles: np.ndarray) -> dict[str, np.ndarray]:
-    """Per species and driver slot (n_species, 3): predictor, shape and parameters."""
-    rng = make_rng(seed, "species")
-    groups = list(_GROUP_WEIGHTS)
-    members = [[i for i, (_, g) in enumerate(_CANDIDATES) if g == grp] for grp in groups]
-    size = np.array([len(m) for m in members])
-    table = np.array([m + [m[0]] * (size.max() - len(m)) for m in members])
-    gi = rng.choice(len(groups), size=(n_species, 3), p=np.array(list(_GROUP_WEIGHTS.values())))
-    pred = table[gi, (rng.random((n_species, 3)) * size[gi]).astype(int)]
-    active = np.arange(3)[None, :] < rng.choice([1, 2, 3], size=(n_species, 1), p=[0.4, 0.4, 0.2])
-    active[:, 1] &= pred[:, 1] != pred[:, 0]  # a repeated predictor is dropped, not drawn again
-    active[:, 2] &= (pred[:, 2] != pred[:, 0]) & (pred[:, 2] != pred[:, 1])
-    location = np.array([g == "Location" for _, g in _CANDIDATES])[pred]
-    gauss = (rng.random((n_species, 3)) < 0.65) & ~location  # range limits are monotone
-    # Niche optima at the 0.1-0.9 quantiles of the land-cell distribution (a table of 81 quantiles).
-    pos = rng.uniform(0.0, 80.0, (n_species, 3))
-    lo = np.minimum(pos.astype(int), 79)
-    mu = quantiles[pred, lo] * (lo + 1 - pos) + quantiles[pred, lo + 1] * (pos - lo)
-    sign = rng.choice([-1.0, 1.0], (n_species, 3))
-    return {
-        "pred": pred, "active": active, "gauss": gauss, "mu": np.round(mu, 4),
-        "sigma": np.round(rng.uniform(0.4, 1.5, (n_species, 3)), 4),
-        "beta": np.round(sign * rng.uniform(0.5, 1.0, (n_species, 3)), 4),
-        "strength": np.round(rng.uniform(1.5, 4.0, (n_species, 3)), 4),
-    }
-
-
-def _solve_intercept(eta: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per column b with mean(expit(b + eta)) = target: Newton on log-prevalence in a bracket."""
-    n, log_t = eta.shape[0], np.log(target)
-    lo = log_t - special.logsumexp(eta, axis=0) + np.log(n)  # expit < exp: prevalence <= target
-    hi = special.logit(target) - eta.min(axis=0) + 1.0  # every p > target
-    b, todo = lo.copy(), np.arange(len(target))
-    for _ in range(100):
-        p = special.expit(b[todo] + (eta if len(todo) == len(b) else eta[:, todo]))
-        total = np.maximum(p.sum(axis=0), 1e-300)
-        h = np.log(total / n) - log_t[todo]
-        lo[todo], hi[todo] = np.where(h < 0, b[todo], lo[todo]), np.where(h > 0, b[todo], hi[todo])
-        slope = (p * (1.0 - p)).sum(axis=0) / total  # d log(mean p) / db
-        step = b[todo] - h / np.maximum(slope, 1e-300)
-        inside = (step > lo[todo]) & (step < hi[todo])
-        open_ = np.abs(h) >= 1e-7
-        b[todo] = np.where(open_, np.where(inside, step, 0.5 * (lo[todo] + hi[todo])), b[todo])
-        todo = todo[open_]
-        if not len(todo):
-            break
-    return b
-
-
-def _prevalence_range(scale: str, n_species: int) -> tuple[float, float]:
-    if scale == "demo":
-        return 0.01, 0.25
-    # About 20 species per plot: log-uniform on [lo, 10 lo] has mean 9 lo / ln 10.
-    lo = min(20.0 / n_species * np.log(10) / 9, 0.025)
-    return lo, 10 * lo
-
-
-def _simulate_species(seed: int, z_plots: np.ndarray, area_term: np.ndarray, design: dict,
-                      target: np.ndarray, keep_prob: bool, progress: bool) -> dict[str, np.ndarray]:
-    """True probabilities and presences, in blocks of species so memory stays bounded."""
-    n_plots, n_species = z_plots.shape[0], len(target)
-    sub = np.unique(np.linspace(0, n_plots - 1, min(n_plots, _N_INTERCEPT_PLOTS)).astype(int))
-    # Each slot's term as quad * (z - mu)**2 + lin * z: one in-place formula for both shapes.
-    weight = design["strength"] * design["active"]
-    gauss = design["gauss"]
-    mu = np.where(gauss, design["mu"], 0.0).astype(np.float32)
-    quad = np.where(gauss, -0.5 * weight / design["sigma"] ** 2, 0.0).astype(np.float32)
-    lin = np.where(gauss, 0.0, design["beta"] * weight).astype(np.float32)
-    out: dict[str, Any] = {"intercept": np.empty(n_species), "prevalence": np.empty(n_species),
-                           "contribution": np.zeros((n_species, 3))}
-    prob = np.empty((n_plots, n_species), dtype=np.float32) if keep_prob else None
-    found = []
-    buffers: dict[str, np.ndarray] = {}  # reused between blocks: fresh pages cost more than maths
-    for start in tqdm(range(0, n_species, _CHUNK), desc="virtual species", unit="block",
-                      disable=not progress):
-        sl = slice(start, min(start + _CHUNK, n_species))
-        shape = (n_plots, sl.stop - start)
-        if buffers.get("eta", np.empty(0)).shape != shape:
-            buffers = {k: np.empty(shape, dtype=np.float32) for k in ("eta", "z", "term")}
-        eta, z, term = buffers["eta"], buffers["z"], buffers["term"]
-        eta[:] = area_term.astype(np.float32)[:, None]
-        for k in range(3):
-            np.take(z_plots, design["pred"][sl, k], axis=1, out=z, mode="clip")
-            np.subtract(z, mu[sl, k], out=term)
-            term *= term
-            term *= quad[sl, k]
-            z *= lin[sl, k]
-            term += z
-            out["contribution"][sl, k] = term[sub].std(axis=0)
-            eta += term
-        out["intercept"][sl] = _solve_intercept(eta[sub].astype(np.float64), target[sl])
-        eta += out["intercept"][sl].astype(np.float32)
-        p = special.expit(eta, out=eta)
-        out["prevalence"][sl] = p.mean(axis=0, dtype=np.float64)
-        make_rng(seed, "presence", str(start // _CHUNK)).random(dtype=np.float32, out=z)
-        hits = np.flatnonzero(z < p)
-        rows, cols = np.divmod(hits, shape[1])
-        found.append((rows, cols + start, p.ravel()[hits]))
-        if prob is not None:
-            prob[:, sl] = p
-    out["plot"], out["species"], out["p"] = (np.concatenate(f) for f in zip(*found, strict=True))
-    out["probability"] = prob
-    return out
 
 
 def _write_dt(path: Path, seed: int, ids: np.ndarray, names: np.ndarray, pa: np.ndarray,
@@ -472,43 +316,11 @@ def _write_dt(path: Path, seed: int, ids: np.ndarray, names: np.ndarray, pa: np.
     authors = np.array([" L.", " (L.) Mill.", " W.D.J.Koch", " DC.", " Hook.f."], dtype=object)
     original[synonym] += authors[rng.integers(0, len(authors), int(synonym.sum()))]
     scale = np.where(pa, "pa", "CoverPerc")
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        for start in range(0, max(len(plot), 1), 250_000):
-            s = slice(start, start + 250_000)
-            frame = pd.DataFrame({
-                "PlotObservationID": ids[plot[s]], "Species": names[sp[s]],
-                "Original_species": original[s], "Original_abundance": _fmt(cover[s], 1),
-                "Abundance_scale": scale[plot[s]], "Relative_cover": relative[s]})
-            frame.to_csv(fh, sep="\t", na_rep="NA", index=False, lineterminator="\n",
-                         header=start == 0)
-
-
-def _species_table(names: np.ndarray, design: dict, truth: dict, stats: list, target: np.ndarray
-                   ) -> pd.DataFrame:
-    """One row per species: prevalence, drivers strongest first, and the exact parameters."""
-    counts = np.bincount(truth["species"], minlength=len(names))
-    rows = []
-    for s in range(len(names)):
-        slots = [k for k in np.argsort(-truth["contribution"][s], kind="stable")
-                 if design["active"][s, k]]
-        terms = []
-        for k in slots:
-            j = int(design["pred"][s, k])
-            shape = ({"shape": "gaussian", "mu": float(design["mu"][s, k]),
-                      "sigma": float(design["sigma"][s, k])} if design["gauss"][s, k]
-                     else {"shape": "linear", "beta": float(design["beta"][s, k])})
-            terms.append({"predictor": _CANDIDATES[j][0], "group": _CANDIDATES[j][1],
-                          "center": stats[j][0], "scale": stats[j][1], **shape,
-                          "strength": float(design["strength"][s, k])})
-        params = {"intercept": float(truth["intercept"][s]), "area_coef": _AREA_COEF,
-                  "area_reference": _AREA_REF, "target_prevalence": float(target[s]),
-                  "terms": terms}
-        rows.append({
-            "species": str(names[s]), "prevalence": float(truth["prevalence"][s]),
-            "n_presences": int(counts[s]), "drivers": ";".join(t["predictor"] for t in terms),
-            "driver_groups": ";".join(dict.fromkeys(t["group"] for t in terms)),
-            "params": json.dumps(params)})
-    return pd.DataFrame(rows)
+    chunks = (slice(start, start + 250_000) for start in range(0, max(len(plot), 1), 250_000))
+    write_splotopen_table(path, (pd.DataFrame({
+        "PlotObservationID": ids[plot[c]], "Species": names[sp[c]],
+        "Original_species": original[c], "Original_abundance": format_decimals(cover[c], 1),
+        "Abundance_scale": scale[plot[c]], "Relative_cover": relative[c]}) for c in chunks))
 
 
 def simulate_world(
@@ -585,13 +397,11 @@ def simulate_world(
     env |= {"Longitude": lon, "Latitude": lat, "_phase": phase[row, col]}
     ids = np.sort(make_rng(seed, "ids").choice(20 * n_plots + 100_000, n_plots, replace=False) + 1)
     header, area, pa = _header(seed, ids, lon, lat, dataset, env)
-    with atomic_path(paths.splotopen_dir / "sPlotOpen_header.txt") as tmp:
-        header.to_csv(tmp, sep="\t", na_rep="NA", index=False, lineterminator="\n",
-                      encoding="utf-8")
+    write_splotopen_table(paths.splotopen_dir / "sPlotOpen_header.txt", [header])
 
     # Z-scores use land-cell statistics of each raster as written (Location: land-cell centres).
     stats, quantiles = [], []
-    for name, group in _CANDIDATES:
+    for name, group in CANDIDATES:
         if group == "Location":
             cells = (lon2 if name == "Longitude" else lat2)[land]
         else:
@@ -600,17 +410,17 @@ def simulate_world(
         stats.append((center, spread))
         quantiles.append(np.quantile((cells - center) / spread, np.linspace(0.1, 0.9, 81)))
     z_plots = np.column_stack([(env[name] - c) / s for (name, _), (c, s)
-                               in zip(_CANDIDATES, stats, strict=True)]).astype(np.float32)
-    design = _species_design(seed, n_species, np.array(quantiles))
-    names = _species_names(seed, n_species)
-    lo, hi = _prevalence_range(scale, n_species)
+                               in zip(CANDIDATES, stats, strict=True)]).astype(np.float32)
+    design = species_design(seed, n_species, np.array(quantiles))
+    names = species_names(seed, n_species)
+    lo, hi = prevalence_range(scale, n_species)
     target = np.exp(make_rng(seed, "prevalence").uniform(np.log(lo), np.log(hi), n_species))
-    area_term = _AREA_COEF * np.log(np.nan_to_num(area, nan=_AREA_REF) / _AREA_REF)
+    area_term = AREA_COEF * np.log(np.nan_to_num(area, nan=AREA_REF) / AREA_REF)
     keep_prob = n_plots * n_species <= _MAX_PROBABILITY_CELLS
-    truth = _simulate_species(seed, z_plots, area_term, design, target, keep_prob, progress)
+    truth = simulate_species(seed, z_plots, area_term, design, target, keep_prob, progress)
 
     _write_dt(paths.splotopen_dir / "sPlotOpen_DT.txt", seed, ids, names, pa, truth)
-    species = _species_table(names, design, truth, stats, target)
+    species = species_table(names, design, truth, stats, target)
     with atomic_path(paths.truth_dir / "species.csv") as tmp:
         species.to_csv(tmp, index=False, lineterminator="\n")
     prob_path = paths.truth_dir / "probability.parquet"
@@ -620,8 +430,6 @@ def simulate_world(
         write_parquet(prob_path, frame)
     else:
         prob_path.unlink(missing_ok=True)  # a stale file of an earlier, smaller world
-    from masksdm import __version__  # here, so the package __init__ may import this module
-
     write_json(paths.truth_dir / "world.json", {
         "description": "Simulated data (the masksdm virtual world) in the file formats of "
                        "sPlotOpen, WorldClim 2.1, SoilGrids, SRTM topography and the human "

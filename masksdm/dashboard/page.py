@@ -18,6 +18,8 @@ from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import MaskSDMError
 from masksdm.plots import RANGE_COLORS
 
+__all__ = ["DEFAULT_WORKSPACE", "RUN_ENV", "WORKSPACE_ENV", "main", "open_dashboard"]
+
 WORKSPACE_ENV = "MASKSDM_WORKSPACE"
 RUN_ENV = "MASKSDM_RUN"
 DEFAULT_WORKSPACE = "masksdm-demo/workspace"

@@ -1,1 +1,10 @@
-"""placeholder"""
+"""Range maps at any size: what a map shows (:mod:`~masksdm.maps.plan`, with the kernel that
+predicts one strip of cells), the resumable COG outputs (:mod:`~masksdm.maps.writer`), the run
+over a whole raster stack (:mod:`~masksdm.maps.predict`) and the same run on a dask cluster
+(:mod:`~masksdm.maps.distributed`).
+"""
+
+from masksdm.maps.plan import OUTPUTS, MapPlan, plan_maps, resolve_threshold
+from masksdm.maps.predict import MapResult, predict_maps
+
+__all__ = ["OUTPUTS", "MapPlan", "MapResult", "plan_maps", "predict_maps", "resolve_threshold"]

@@ -1,0 +1,142 @@
+"""Commands that write data: ``simulate`` (a virtual world), ``prepare`` (a workspace), ``info``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masksdm.cli._common import add_common, csv_list
+from masksdm.errors import MaskSDMError
+
+__all__ = ["add_info", "add_prepare", "add_simulate", "cmd_info", "cmd_prepare", "cmd_simulate"]
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from masksdm.sim.simulate import simulate_world
+
+    paths = simulate_world(args.out, scale=args.scale, seed=args.seed, n_plots=args.plots, n_species=args.species,
+                           resolution=args.resolution, force=args.force, progress=not args.quiet)
+    print(f"sPlotOpen files: {paths.splotopen_dir}\nrasters:         {paths.rasters_dir}\ntruth:           {paths.truth_dir}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from masksdm.data.rasters import find_rasters
+    from masksdm.workspace import prepare_workspace
+
+    if bool(args.splotopen) == bool(args.table):
+        raise MaskSDMError("give exactly one source: --splotopen DIR or --table FILE")
+    if args.splotopen:
+        from masksdm.data.splotopen import load_splotopen
+
+        data = load_splotopen(args.splotopen, min_plots=args.min_plots)
+    else:
+        from masksdm.data.tables import load_presence_table
+
+        data = load_presence_table(
+            args.table, layout=args.layout, plot_column=args.plot_column, species_column=args.species_column,
+            lon_column=args.lon_column, lat_column=args.lat_column, presence_column=args.presence_column,
+            predictor_columns=csv_list(args.predictor_columns) if args.predictor_columns else None,
+            min_plots=args.min_plots,
+        )
+    rasters = find_rasters(args.rasters) if args.rasters else None
+    ws = prepare_workspace(data, args.workspace, rasters=rasters, block_size=args.block_size,
+                           test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
+                           force=args.force, progress=not args.quiet)
+    split = ws.meta["split"]
+    print(f"workspace {ws.path}: {ws.meta['n_plots']} plots, {ws.meta['n_species']} species, "
+          f"{ws.meta['n_predictors']} predictors; train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from masksdm.data.predictors import predictor_groups
+    from masksdm.model.checkpoint import read_card
+    from masksdm.workspace import Workspace
+
+    if args.workspace:
+        ws = Workspace(args.workspace)
+        meta = ws.meta
+        print(f"workspace {ws.path} (masksdm {meta['masksdm_version']}, {meta['created']})")
+        print(f"  source: {meta['source']}")
+        print(f"  {meta['n_plots']} plots, {meta['n_species']} species, {len(ws.predictors)} predictors")
+        s = meta["split"]
+        print(f"  split: {s['block_size']} degree blocks, train/val/test = {s['n_train']}/{s['n_val']}/{s['n_test']}")
+        for group, names in predictor_groups(ws.predictors).items():
+            print(f"  {group} ({len(names)}): {', '.join(names)}")
+        for p in ws.predictors:
+            if p.is_embedding:
+                n = int((~np.isnan(ws.embedding(p.name)).any(axis=1)).sum())
+                print(f"  embedding {p.name}: {p.width} values, for {n} of {meta['n_plots']} plots")
+        runs = sorted(p.parent.name for p in ws.models_dir().glob("*/model.json"))
+        print(f"  models: {', '.join(runs) if runs else 'none yet (masksdm train)'}")
+    run_dir = args.checkpoint
+    if run_dir is None and args.workspace and (Path(args.workspace) / "models" / args.run / "model.json").exists():
+        run_dir = Path(args.workspace) / "models" / args.run
+    if run_dir:
+        card, raw = read_card(run_dir)
+        m = card.metrics
+        print(f"model {run_dir} (masksdm {card.masksdm_version}, {card.created})")
+        print(f"  preset {card.config.preset}, masking {card.config.train.masking}, "
+              f"{len(card.predictors)} predictors, {len(card.species)} species")
+        if m:
+            print(f"  best epoch {m.get('best_epoch')}, validation mean AUC {m.get('val_mean_auc', float('nan')):.4f}, "
+                  f"complete: {m.get('complete')}")
+        shown = card.species if args.list_species else card.species[:5]
+        more = "" if len(shown) == len(card.species) else f", ... ({len(card.species)} in all; --list-species)"
+        print(f"  species: {', '.join(shown)}{more}")
+    if not args.workspace and not run_dir:
+        raise MaskSDMError("give --workspace DIR and/or --checkpoint RUN_DIR")
+    return 0
+
+
+def add_simulate(sub) -> None:
+    """The ``simulate`` command."""
+    p = sub.add_parser("simulate", help="write a virtual world: sPlotOpen-format plots, rasters, and the truth")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--scale", choices=["demo", "splotopen"], default="demo",
+                   help="demo: 5,000 plots x 300 species over Europe; splotopen: 95,104 x 12,738, global")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", type=int, help="override the number of plots")
+    p.add_argument("--species", type=int, help="override the number of species")
+    p.add_argument("--resolution", type=float, help="raster resolution in degrees")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    add_common(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+def add_prepare(sub) -> None:
+    """The ``prepare`` command."""
+    p = sub.add_parser("prepare", help="build a workspace from plots (sPlotOpen or any table) and rasters")
+    p.add_argument("--workspace", type=Path, required=True, help="workspace folder to create")
+    p.add_argument("--splotopen", type=Path, help="folder with sPlotOpen_header*.txt and sPlotOpen_DT*.txt")
+    p.add_argument("--table", type=Path, help="presence/absence table (CSV, TSV or Parquet)")
+    p.add_argument("--layout", choices=["long", "wide"], default="long",
+                   help="long: one row per (plot, species); wide: one column per species")
+    p.add_argument("--plot-column", default="plot_id")
+    p.add_argument("--species-column", default="species")
+    p.add_argument("--lon-column", default="lon")
+    p.add_argument("--lat-column", default="lat")
+    p.add_argument("--presence-column", help="long layout: column of 0/1 or counts (0 = absent)")
+    p.add_argument("--predictor-columns", help="comma-separated predictor columns already in the table")
+    p.add_argument("--rasters", nargs="+", type=Path, help="raster files or folders (GeoTIFF, .asc, .grd, ...)")
+    p.add_argument("--min-plots", type=int, default=20, help="keep species seen in more than this many plots (20)")
+    p.add_argument("--block-size", type=float, default=1.0, help="spatial block size in degrees (1)")
+    p.add_argument("--test-fraction", type=float, default=0.15)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=42, help="split seed (42)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing workspace")
+    add_common(p)
+    p.set_defaults(func=cmd_prepare)
+
+
+def add_info(sub) -> None:
+    """The ``info`` command."""
+    p = sub.add_parser("info", help="describe a workspace and/or a trained model")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--run", default="main")
+    p.add_argument("--checkpoint", type=Path, help="a run folder (model.json + model.safetensors)")
+    p.add_argument("--list-species", action="store_true", help="print every species the model predicts")
+    p.set_defaults(func=cmd_info)

@@ -1,0 +1,76 @@
+"""``predict``: probability, binary and richness maps from rasters."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masksdm.cli._common import add_common, add_device, csv_list, load_model
+from masksdm.errors import MaskSDMError
+
+__all__ = ["add_predict", "cmd_predict"]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from masksdm.maps.predict import predict_maps
+    from masksdm.workspace import Workspace
+
+    species = None if args.species in (None, ["all"]) else list(args.species)
+    if args.species_file:
+        species = [line.strip() for line in args.species_file.read_text().splitlines() if line.strip()]
+        if not species:
+            raise MaskSDMError(f"'{args.species_file}' names no species: write one species name per line")
+    if species is None and args.species is None:
+        raise MaskSDMError("choose species: --species NAME [NAME ...], --species all, or --species-file FILE")
+    model, card = load_model(args)
+    run_dir = args.checkpoint or Workspace(args.workspace).models_dir() / args.run
+    ws = Workspace(args.workspace) if args.workspace else None
+    result = predict_maps(
+        model, card, args.rasters, args.out, species=species, use=csv_list(args.use) if args.use else None,
+        mask=csv_list(args.mask) if args.mask else None, outputs=args.write, dtype=args.dtype, layout=args.layout,
+        threshold=args.threshold, workspace=ws, like=args.like, align=args.align, memory_mb=args.memory_mb,
+        block_rows=args.block_rows, precision=args.precision, workers=args.workers, scheduler=args.scheduler,
+        run_dir=run_dir, resume=args.resume, force=args.force, progress=not args.quiet,
+    )
+    rate = result.n_cells * len(result.plan.species) / result.seconds
+    print(f"{len(result.files)} file(s) in {result.out_dir} ({result.n_cells:,} cells x {len(result.plan.species)} "
+          f"species in {result.seconds:.0f} s, {rate:,.0f} cell-species/s)")
+    if result.plan.threshold_rule:
+        print(f"threshold rule {result.plan.threshold_rule}: thresholds in each file's tags")
+    hidden = [p for p, v in zip(card.predictors, result.plan.visible, strict=True) if not v]
+    if hidden:
+        print(f"masked on these maps: {', '.join(p.name for p in hidden)}")
+    if any(p.is_embedding for p in hidden):
+        print("  an embedding needs its <name>.tif among --rasters: `masksdm embed cells` writes it")
+    return 0
+
+
+def add_predict(sub) -> None:
+    """The ``predict`` command."""
+    p = sub.add_parser("predict", help="probability, binary and richness maps (Cloud-Optimized GeoTIFFs) from rasters")
+    p.add_argument("--workspace", type=Path, help="workspace (model under models/<run>; validation plots for thresholds)")
+    p.add_argument("--run", default="main", help="model run in the workspace (default main)")
+    p.add_argument("--checkpoint", type=Path, help="a run folder instead of --workspace/--run")
+    p.add_argument("--rasters", nargs="+", type=Path, required=True, help="predictor raster files or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--species", nargs="+", help="species names, or 'all'")
+    p.add_argument("--species-file", type=Path, help="a text file with one species name per line")
+    p.add_argument("--use", help="only these predictors/groups (comma-separated); default: all a map can have")
+    p.add_argument("--mask", help="leave these predictors/groups out (comma-separated)")
+    p.add_argument("--write", nargs="+", default=["probability"], choices=["probability", "binary", "richness"],
+                   help="outputs (default probability); richness alone writes no per-species raster")
+    p.add_argument("--threshold", help="binary maps and richness count: max_tss, sensitivity:0.9, or a number")
+    p.add_argument("--dtype", default="uint8", choices=["uint8", "uint16", "float32"],
+                   help="probability maps: uint8 (scale 1/254, default), uint16 (1/65534) or float32")
+    p.add_argument("--layout", default="per-species", choices=["per-species", "multiband"])
+    p.add_argument("--like", type=Path, help="template raster of the output grid (default: bio_1)")
+    p.add_argument("--align", action="store_true", help="warp rasters on other grids onto the template grid")
+    p.add_argument("--memory-mb", type=float, default=256, help="target memory of one strip of cells (256)")
+    p.add_argument("--block-rows", type=int, help="strip height in rows (instead of --memory-mb)")
+    p.add_argument("--workers", type=int, help="predict on a dask LocalCluster of N worker processes")
+    p.add_argument("--scheduler", help="predict on the dask cluster at this address (tcp://host:8786)")
+    add_device(p)
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.add_argument("--force", action="store_true", help="overwrite maps in --out")
+    add_common(p)
+    p.set_defaults(func=cmd_predict)

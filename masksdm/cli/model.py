@@ -1,0 +1,118 @@
+"""Commands that train and score models: ``train``, ``evaluate``, ``compare``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masksdm.cli._common import add_common, add_train_options, csv_list, print_table, run_config
+
+__all__ = ["add_compare", "add_evaluate", "add_train", "cmd_compare", "cmd_evaluate", "cmd_train"]
+
+_SUBSETS_HELP = ("subsets to evaluate: group or predictor names, '+' to combine (WorldClim+SoilGrids), "
+                 "'all'; default: each group alone and all")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from masksdm.model.training import train
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    config = None if (args.resume and not args.config and not _explicit_train_options(args)) else run_config(args)
+    result = train(ws, ws.models_dir() / args.run, config=config, resume=args.resume, force=args.force,
+                   progress=not args.quiet)
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: validation mean AUC {result.best_val_auc:.4f} "
+          f"({result.samples_per_second:.0f} samples/s, {result.seconds:.0f} s)\nmodel: {result.run_dir}")
+    return 0
+
+
+def _explicit_train_options(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k, None) is not None for k in ("epochs", "device", "masking", "seed", "batch_size", "use"))
+
+
+def _subsets_from_args(args: argparse.Namespace, card):
+    from masksdm.evaluation.subsets import default_subsets
+
+    if not args.subsets:
+        return default_subsets(card)
+    out = {}
+    for item in args.subsets:
+        out[item] = None if item == "all" else csv_list(item.replace("+", ","))
+    return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from masksdm._io import check_writable, write_parquet, write_text
+    from masksdm.evaluation.subsets import evaluate
+    from masksdm.model.checkpoint import load_checkpoint
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    reports = ws.path / "reports"
+    summary_path = check_writable(reports / f"evaluation_{args.run}_{args.split}.csv", force=args.force)
+    species_path = check_writable(reports / f"evaluation_{args.run}_{args.split}_per_species.parquet", force=args.force)
+    model, card = load_checkpoint(ws.models_dir() / args.run)
+    result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card))
+    print_table(result.summary)
+    write_text(summary_path, result.summary.to_csv(index=False))
+    write_parquet(species_path, result.per_species)
+    print(f"\nwritten to {reports}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from masksdm._io import check_writable, write_text
+    from masksdm.evaluation.compare import compare_subsets, format_table
+    from masksdm.model.checkpoint import read_card
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    reports = ws.path / "reports"
+    csv_path = check_writable(reports / f"compare_{args.run}.csv", force=args.force)
+    md_path = check_writable(reports / f"compare_{args.run}.md", force=args.force)
+    card, _ = read_card(ws.models_dir() / args.run)
+    table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), progress=not args.quiet)
+    markdown = format_table(table)
+    print("\nTest mean AUC x100 (best non-oracle value in bold):\n")
+    print(markdown)
+    write_text(csv_path, table.to_csv())
+    write_text(md_path, markdown + "\n")
+    print(f"\nwritten to {md_path}")
+    return 0
+
+
+def add_train(sub) -> None:
+    """The ``train`` command."""
+    p = sub.add_parser("train", help="train MaskSDM on a workspace (resumable)")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main", help="run name: models/<run>/ (default main)")
+    add_train_options(p, default_preset="cpu")
+    p.add_argument("--masking", choices=["random", "none"], help="random = MaskSDM; none = unmasked baseline")
+    p.add_argument("--use", help="only these predictors/groups (comma-separated), e.g. an oracle")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run")
+    add_common(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_evaluate(sub) -> None:
+    """The ``evaluate`` command."""
+    p = sub.add_parser("evaluate", help="AUC and TSS of a model under predictor subsets")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
+    add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def add_compare(sub) -> None:
+    """The ``compare`` command."""
+    p = sub.add_parser("compare", help="MaskSDM vs imputation baselines vs retrained oracles, per subset (slow)")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--run", default="main", help="the MaskSDM run to compare")
+    p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
+    add_common(p)
+    p.set_defaults(func=cmd_compare)

@@ -18,6 +18,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
-from masksdm.data.predictors import input_widths, subset_mask
+from masksdm.data.predictors import Predictor, input_widths, subset_mask
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from masksdm.metrics import max_tss, mean_auc, roc_auc
 from masksdm.model.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
@@ -45,7 +46,7 @@ from masksdm.model.losses import make_loss
 from masksdm.model.network import MaskSDM
 from masksdm.workspace import Workspace
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "train", "train_arrays"]
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,82 @@ def train(
         progress: show a progress bar.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
+    if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
+        raise DataError("the training or validation split is empty: rebuild the workspace with other split fractions")
+    if not np.isfinite(roc_auc(np.zeros(val_arr["y"].shape), val_arr["y"])).any():
+        raise DataError(
+            "no species has both presences and absences in the validation split: use more plots, a "
+            "larger --val-fraction or a smaller --block-size"
+        )
+    return train_arrays(
+        train_arr["x"], train_arr["y"], val_arr["x"], val_arr["y"],
+        predictors=ws.predictors, species=ws.species_names, normalisation=ws.normalisation,
+        run_dir=run_dir, config=config, resume=resume, force=force, progress=progress,
+    )
+
+
+def _check_arrays(
+    x: np.ndarray, y: np.ndarray, name: str, n_columns: int, n_species: int
+) -> tuple[np.ndarray, np.ndarray]:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != n_columns:
+        raise DataError(f"{name}_x has shape {x.shape}, expected (rows, {n_columns}): one column per predictor input")
+    if y.shape != (len(x), n_species):
+        raise DataError(f"{name}_y has shape {y.shape}, expected (rows of {name}_x, species) = {(len(x), n_species)}")
+    if y.dtype != np.bool_:
+        if not np.isin(y, (0, 1)).all():
+            raise DataError(f"{name}_y must hold presence/absence as bool or 0/1, got values {np.unique(y)[:5]}")
+        y = y.astype(bool)
+    if len(x) == 0:
+        raise DataError(f"{name}_x has no rows: give at least one training and one validation row")
+    return x, y
+
+
+def train_arrays(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    predictors: Sequence[Predictor],
+    species: Sequence[str],
+    normalisation: Mapping[str, Mapping[str, float]],
+    run_dir: str | Path,
+    config: RunConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train MaskSDM (or the unmasked baseline) from arrays; :func:`train` reads them from a workspace.
+
+    Args:
+        train_x: training model inputs (N, n_columns) float: tabular predictors already z-scored
+            with ``normalisation``, then embedding vectors; NaN is masked.
+        train_y: training presence/absence (N, S), bool or 0/1.
+        val_x: validation model inputs (M, n_columns), as ``train_x``; they select the best epoch
+            (mean AUC) and the max-TSS thresholds.
+        val_y: validation presence/absence (M, S).
+        predictors: the model's predictors in input order (tabular ones first).
+        species: species names in output order.
+        normalisation: name -> ``{"mean": ..., "std": ...}`` of every tabular predictor, stored in
+            the card so that :meth:`ModelCard.features` normalises new raw values the same way.
+        run_dir, config, resume, force, progress: as :func:`train`.
+    """
     run_dir = Path(run_dir)
+    predictors, species = list(predictors), [str(s) for s in species]
+    n_columns = int(input_widths(predictors).sum())
+    train_x, train_y = _check_arrays(train_x, train_y, "train", n_columns, len(species))
+    val_x, val_y = _check_arrays(val_x, val_y, "val", n_columns, len(species))
+    missing = [p.name for p in predictors if not p.is_embedding and p.name not in normalisation]
+    if missing:
+        raise DataError(f"normalisation has no mean and std for predictors {missing}: give them for every tabular predictor")
+    if not np.isfinite(roc_auc(np.zeros(val_y.shape), val_y)).any():
+        raise DataError(
+            "no species has both presences and absences in the validation rows: give more validation "
+            "rows or species observed at more of them"
+        )
     _prepare_run_dir(run_dir, resume=resume, force=force)
     if resume:
         saved = RunConfig.from_dict(json.loads((run_dir / "resume" / "state.json").read_text())["config"])
@@ -180,31 +256,22 @@ def train(
     generator = torch.Generator(device=device)
     generator.manual_seed(tc.seed)
 
-    predictors = ws.predictors
     allowed = subset_mask(tc.use or None, predictors)
-    train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
-    if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
-        raise DataError("the training or validation split is empty: rebuild the workspace with other split fractions")
-    if not np.isfinite(roc_auc(np.zeros(val_arr["y"].shape), val_arr["y"])).any():
-        raise DataError(
-            "no species has both presences and absences in the validation split: use more plots, a "
-            "larger --val-fraction or a smaller --block-size"
-        )
     widths = input_widths(predictors)
-    x_train_np, _ = model_inputs(train_arr["x"], allowed, tc.masking, widths)
-    x_val, keep_val = model_inputs(val_arr["x"], allowed, tc.masking, widths)
+    x_train_np, _ = model_inputs(train_x, allowed, tc.masking, widths)
+    x_val, keep_val = model_inputs(val_x, allowed, tc.masking, widths)
     x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
-    y_train = torch.from_numpy(train_arr["y"]).to(device)
+    y_train = torch.from_numpy(train_y).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
-    y_val = torch.from_numpy(val_arr["y"]).to(device)
+    y_val = torch.from_numpy(val_y).to(device)
     group_names = list(dict.fromkeys(p.group for p in predictors))
     group_of = torch.tensor([group_names.index(p.group) for p in predictors], device=device)
 
     card = ModelCard(
         config=config,
         predictors=predictors,
-        species=ws.species_names,
-        normalisation={p.name: ws.normalisation[p.name] for p in predictors if not p.is_embedding},
+        species=species,
+        normalisation={p.name: dict(normalisation[p.name]) for p in predictors if not p.is_embedding},
     )
     model: MaskSDM = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
@@ -278,11 +345,11 @@ def train(
     best, card = load_checkpoint(run_dir, device=device)
     best_logits = predict_logits(best, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
     val_prob = 1 / (1 + np.exp(-best_logits.astype(np.float64)))
-    tss, thresholds = max_tss(val_prob, val_arr["y"])
+    tss, thresholds = max_tss(val_prob, val_y)
     card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
     card.metrics = {
         "best_epoch": info["best_epoch"],
-        "val_mean_auc": mean_auc(best_logits, val_arr["y"]),
+        "val_mean_auc": mean_auc(best_logits, val_y),
         "val_mean_tss": float(np.nanmean(tss)),
         "epochs_run": info["epoch"],
         "stopped_early": stopped_early,

@@ -83,7 +83,38 @@ _API = {
     "MaskSDMError": "masksdm.errors",
 }
 
-__all__ = ["__version__", *sorted(_API)]
+__all__ = [
+    "__version__",
+    "MaskSDM",
+    "MaskSDMClassifier",
+    "MaskSDMError",
+    "ModelCard",
+    "PlotData",
+    "RasterStack",
+    "RunConfig",
+    "ShapleyResult",
+    "Workspace",
+    "compare_subsets",
+    "embed_cells",
+    "embed_plots",
+    "evaluate",
+    "find_rasters",
+    "global_shapley",
+    "load_checkpoint",
+    "load_config",
+    "load_presence_table",
+    "load_splotopen",
+    "local_shapley",
+    "open_demo",
+    "predict_maps",
+    "predict_proba",
+    "prepare_workspace",
+    "preset",
+    "run_demo",
+    "shapley_map",
+    "simulate_world",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ def test_every_public_name_resolves_to_its_definition():
         module = importlib.import_module(masksdm._API[name])
         assert value is getattr(module, name), name
         assert name in module.__all__, f"{name} is not documented in {module.__name__}.__all__"
+    assert set(masksdm.__all__) == {"__version__", *masksdm._API}
     assert set(masksdm.__all__) <= set(dir(masksdm))
 
 

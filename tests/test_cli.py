@@ -16,8 +16,33 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "simulate", "prepare", "train", "evaluate", "compare", "predict", "shapley", "info"):
-        assert command in out
+    import re
+
+    listed = re.findall(r"^    (\w+) ", out, re.M)  # the commands, each with its help, in order
+    assert listed == ["demo", "simulate", "prepare", "train", "evaluate", "compare", "shapley", "embed",
+                      "predict", "app", "info"]
+
+
+def test_every_command_group_parses_its_options():
+    """The split CLI assembles every command with its own options and handler."""
+    from masksdm.cli import build_parser
+
+    parser = build_parser()
+    cases = {
+        ("train", "--workspace", "ws", "--epochs", "3"): ("cmd_train", "epochs", 3),
+        ("evaluate", "--workspace", "ws", "--subsets", "all"): ("cmd_evaluate", "subsets", ["all"]),
+        ("shapley", "local", "--workspace", "ws", "--species", "a"): ("cmd_shapley_local", "species", ["a"]),
+        ("embed", "cells", "--workspace", "ws", "--imagery", "s2"): ("cmd_embed", "kind", "cells"),
+        ("predict", "--rasters", "r", "--out", "o", "--mask", "Human"): ("cmd_predict", "mask", "Human"),
+        ("prepare", "--workspace", "ws", "--table", "t.csv"): ("cmd_prepare", "layout", "long"),
+        ("app", "--port", "9000"): ("cmd_app", "port", 9000),
+        ("demo", "--plots", "100"): ("cmd_demo", "plots", 100),
+        ("info", "--list-species"): ("cmd_info", "list_species", True),
+    }
+    for argv, (handler, key, value) in cases.items():
+        args = parser.parse_args(list(argv))
+        assert args.func.__name__ == handler, argv
+        assert getattr(args, key) == value, argv
 
 
 def test_python_dash_m_runs():

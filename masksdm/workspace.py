@@ -283,6 +283,14 @@ class Workspace:
     def models_dir(self) -> Path:
         return self.path / "models"
 
+    def run_dir(self, run: str = "main") -> Path:
+        """The folder of trained model ``run`` (``models/<run>/``)."""
+        return self.models_dir() / run
+
+    def report_path(self, name: str) -> Path:
+        """Where report ``name`` (a file name) goes: ``reports/<name>``."""
+        return self.path / "reports" / name
+
     def split_mask(self, split: str | None) -> np.ndarray:
         if split is None:
             return np.ones(len(self.plots), dtype=bool)

@@ -61,7 +61,7 @@ def load_model(args: argparse.Namespace):
     if args.checkpoint:
         run_dir = args.checkpoint
     elif args.workspace:
-        run_dir = Workspace(args.workspace).models_dir() / args.run
+        run_dir = Workspace(args.workspace).run_dir(args.run)
     else:
         raise MaskSDMError("give the model: --workspace DIR [--run NAME] or --checkpoint RUN_DIR")
     return load_checkpoint(run_dir, device=resolve_device(args.device))

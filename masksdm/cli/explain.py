@@ -41,7 +41,7 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     if not args.workspace:
         raise MaskSDMError("global Shapley values need the data split: give --workspace DIR")
     ws = Workspace(args.workspace)
-    stem = ws.path / "reports" / f"shapley_global_{args.run}_{args.split}_{args.metric}"
+    stem = ws.report_path(f"shapley_global_{args.run}_{args.split}_{args.metric}")
     paths = [check_writable(stem.with_suffix(ext), force=args.force) for ext in (".csv", ".parquet", ".png")]
     model, card = load_model(args)
     x, labels = ws.features(args.split), ws.labels(args.split)
@@ -73,7 +73,7 @@ def cmd_shapley_local(args: argparse.Namespace) -> int:
     if not args.workspace:
         raise MaskSDMError("local Shapley values on plots need their predictors: give --workspace DIR")
     ws = Workspace(args.workspace)
-    stem = ws.path / "reports" / f"shapley_local_{args.run}_{args.split}"
+    stem = ws.report_path(f"shapley_local_{args.run}_{args.split}")
     paths = [check_writable(stem.with_suffix(ext), force=args.force) for ext in (".csv", ".parquet")]
     pngs = [check_writable(stem.parent / f"{stem.name}_{s.replace(' ', '_')}.png", force=args.force)
             for s in args.species]

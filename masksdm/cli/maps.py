@@ -23,7 +23,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if species is None and args.species is None:
         raise MaskSDMError("choose species: --species NAME [NAME ...], --species all, or --species-file FILE")
     model, card = load_model(args)
-    run_dir = args.checkpoint or Workspace(args.workspace).models_dir() / args.run
+    run_dir = args.checkpoint or Workspace(args.workspace).run_dir(args.run)
     ws = Workspace(args.workspace) if args.workspace else None
     result = predict_maps(
         model, card, args.rasters, args.out, species=species, use=csv_list(args.use) if args.use else None,

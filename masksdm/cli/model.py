@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ws = Workspace(args.workspace)
     config = None if (args.resume and not args.config and not _explicit_train_options(args)) else run_config(args)
-    result = train(ws, ws.models_dir() / args.run, config=config, resume=args.resume, force=args.force,
+    result = train(ws, ws.run_dir(args.run), config=config, resume=args.resume, force=args.force,
                    progress=not args.quiet)
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: validation mean AUC {result.best_val_auc:.4f} "
           f"({result.samples_per_second:.0f} samples/s, {result.seconds:.0f} s)\nmodel: {result.run_dir}")
@@ -48,15 +48,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
-    reports = ws.path / "reports"
-    summary_path = check_writable(reports / f"evaluation_{args.run}_{args.split}.csv", force=args.force)
-    species_path = check_writable(reports / f"evaluation_{args.run}_{args.split}_per_species.parquet", force=args.force)
-    model, card = load_checkpoint(ws.models_dir() / args.run)
+    summary_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}.csv"), force=args.force)
+    species_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}_per_species.parquet"),
+                                  force=args.force)
+    model, card = load_checkpoint(ws.run_dir(args.run))
     result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card))
     print_table(result.summary)
     write_text(summary_path, result.summary.to_csv(index=False))
     write_parquet(species_path, result.per_species)
-    print(f"\nwritten to {reports}")
+    print(f"\nwritten to {summary_path.parent}")
     return 0
 
 
@@ -67,10 +67,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
-    reports = ws.path / "reports"
-    csv_path = check_writable(reports / f"compare_{args.run}.csv", force=args.force)
-    md_path = check_writable(reports / f"compare_{args.run}.md", force=args.force)
-    card, _ = read_card(ws.models_dir() / args.run)
+    csv_path = check_writable(ws.report_path(f"compare_{args.run}.csv"), force=args.force)
+    md_path = check_writable(ws.report_path(f"compare_{args.run}.md"), force=args.force)
+    card, _ = read_card(ws.run_dir(args.run))
     table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), progress=not args.quiet)
     markdown = format_table(table)
     print("\nTest mean AUC x100 (best non-oracle value in bold):\n")

@@ -95,7 +95,7 @@ class Dashboard:
         device: str = "cpu", max_cells: int | None = 15_000,
     ) -> None:
         self.workspace = Workspace(workspace)
-        run_dir = self.workspace.models_dir() / run
+        run_dir = self.workspace.run_dir(run)
         if not (run_dir / CARD).is_file():
             trained = sorted(p.parent.name for p in self.workspace.models_dir().glob("*/model.json"))
             raise DataError(

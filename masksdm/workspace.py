@@ -40,57 +40,14 @@ from masksdm.data.predictors import (
     default_predictors,
     normalise_inputs,
 )
+from masksdm.data.splits import SPLITS, spatial_block_split, split_from_column, split_from_rule
 from masksdm.errors import DataError, OutputExistsError
 
-__all__ = ["SPLITS", "Workspace", "prepare_workspace", "spatial_block_split"]
+__all__ = ["SPLITS", "Workspace", "prepare_workspace"]
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 _FILES = ("workspace.json", "plots.parquet", "species.parquet", "occurrences.parquet", "predictors.json", "normalisation.json")
-
-
-def spatial_block_split(
-    lon: np.ndarray,
-    lat: np.ndarray,
-    *,
-    block_size: float = 1.0,
-    test_fraction: float = 0.15,
-    val_fraction: float = 0.15,
-    seed: int = 42,
-) -> np.ndarray:
-    """Assign each point to ``"train"``, ``"val"`` or ``"test"`` by whole spatial blocks.
-
-    Blocks of ``block_size`` degrees are shuffled with ``seed``; blocks go to test until it holds
-    ``test_fraction`` of the points, then to validation until it holds ``val_fraction``, the rest to
-    train. Every block lies entirely in one split.
-
-    >>> split = spatial_block_split(np.arange(100.0) % 10, np.zeros(100), block_size=1, seed=0)
-    >>> sorted(set(split.tolist())), int((split == "test").sum())
-    (['test', 'train', 'val'], 20)
-    """
-    if block_size <= 0:
-        raise DataError(f"block_size must be positive, got {block_size=}")
-    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise DataError(f"need 0 < test_fraction, 0 <= val_fraction and a sum < 1, got {test_fraction=}, {val_fraction=}")
-    bx = np.floor(np.asarray(lon) / block_size).astype(np.int64)
-    by = np.floor(np.asarray(lat) / block_size).astype(np.int64)
-    blocks, block_of = np.unique(np.stack([bx, by], axis=1), axis=0, return_inverse=True)
-    block_of = block_of.ravel()
-    if len(blocks) < 3:
-        raise DataError(
-            f"only {len(blocks)} spatial block(s) of {block_size} degrees hold plots, too few for a "
-            "train/validation/test split: pass a smaller --block-size"
-        )
-    counts = np.bincount(block_of, minlength=len(blocks))
-    order = np.random.default_rng(seed).permutation(len(blocks))
-    cumulative = np.cumsum(counts[order]) / counts.sum()
-    start = np.concatenate([[0.0], cumulative[:-1]])  # share of points before each block
-    assigned = np.where(start < test_fraction, 0, np.where(start < test_fraction + val_fraction, 1, 2))
-    assigned[-1] = 2  # the last block always trains, so train is never empty
-    split_of_block = np.empty(len(blocks), dtype=np.int64)
-    split_of_block[order] = assigned
-    return np.array(["test", "val", "train"])[split_of_block[block_of]]
 
 
 def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: Mapping[str, str]) -> list[Predictor]:
@@ -122,37 +79,57 @@ def prepare_workspace(
     test_fraction: float = 0.15,
     val_fraction: float = 0.15,
     seed: int = 42,
+    split_column: str | None = None,
+    test_where: str | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Workspace:
     """Build a workspace from plot data and raster predictors.
 
     Args:
-        data: plots and occurrences from any loader (``load_splotopen``, ``load_presence_table``).
+        data: plots and occurrences from any loader (``load_splotopen``, ``load_presence_table``);
+            its ``info_columns`` are kept in ``plots.parquet`` but are not predictors.
         out_dir: workspace folder to create.
         rasters: predictor name -> raster path, extracted at plot coordinates.
         raster_groups: predictor name -> group for rasters (default: the catalogue's group).
         add_location: add ``Longitude``/``Latitude`` predictors (group Location) when absent.
-        block_size, test_fraction, val_fraction, seed: the spatial block split.
+        block_size, test_fraction, val_fraction, seed: the spatial block split (the default).
+        split_column: instead, the user's split: an info column of ``train``/``val``/``test``
+            labels (see :func:`~masksdm.data.splits.split_from_column`).
+        test_where: instead, a rule marking the test plots, e.g. ``"year >= 2012"`` over the plot
+            columns (see :func:`~masksdm.data.splits.split_from_rule`).
         force: overwrite an existing workspace.
         progress: show progress bars.
+
+    Whatever the split, the normalisation is fitted on the training plots only.
     """
     out_dir = Path(out_dir)
     if (out_dir / "workspace.json").exists() and not force:
         raise OutputExistsError(f"a workspace already exists in '{out_dir}': pass --force to rebuild it")
+    if split_column is not None and test_where is not None:
+        raise DataError("give one split: a split column (--split-column) or a test rule (--test-where), not both")
     plots = data.plots.reset_index(drop=True).copy()
     check_coordinates(plots["lon"], plots["lat"])
     if plots["plot_id"].duplicated().any():
         raise DataError(f"{int(plots['plot_id'].duplicated().sum())} duplicated plot ids: plot ids must be unique")
+    info = list(data.info_columns)
+    reserved = sorted(set(info) & {"plot_id", "lon", "lat"})
+    if reserved:
+        raise DataError(f"info column(s) {reserved} clash with the workspace's own plot columns: rename them")
+    if split_column is not None and split_column not in info:
+        raise DataError(
+            f"split column {split_column!r} is not among the table's info columns {info}: keep it with "
+            "--info-columns (the loaders' info_columns)"
+        )
     if add_location:
         plots["Longitude"] = plots.get("Longitude", plots["lon"])
         plots["Latitude"] = plots.get("Latitude", plots["lat"])
-    sources = {c: "table" for c in plots.columns if c not in ("plot_id", "lon", "lat")}
+    sources = {c: "table" for c in plots.columns if c not in ("plot_id", "lon", "lat", *info)}
     groups: dict[str, str] = {}
     if rasters:
         from masksdm.data.rasters import extract_rasters, raster_group
 
-        clash = sorted(set(rasters) & set(sources))
+        clash = sorted(set(rasters) & (set(sources) | set(info)))
         if clash:
             raise DataError(f"predictors {clash} come both from the plot table and from rasters: rename or drop one")
         values = extract_rasters(rasters, plots["lon"].to_numpy(), plots["lat"].to_numpy(), progress=progress)
@@ -160,8 +137,7 @@ def prepare_workspace(
             plots[name] = values[name].to_numpy()
             sources[name] = "raster"
             groups[name] = (raster_groups or {}).get(name) or raster_group(Path(rasters[name]))
-    names = list(sources)
-    for name in names:
+    for name in sources:
         plots[name] = pd.to_numeric(plots[name], errors="raise").astype(np.float64)
         n_inf = int(np.isinf(plots[name]).sum())
         if n_inf:
@@ -169,66 +145,85 @@ def prepare_workspace(
                 f"predictor {name!r} has {n_inf} infinite values: declare the raster's nodata value or "
                 "replace them by NA in the table (missing values are fine: MaskSDM masks them)"
             )
-    plots["split"] = spatial_block_split(
-        plots["lon"].to_numpy(), plots["lat"].to_numpy(), block_size=block_size,
-        test_fraction=test_fraction, val_fraction=val_fraction, seed=seed,
-    )
+    lon, lat = plots["lon"].to_numpy(), plots["lat"].to_numpy()
+    how: dict[str, object]
+    if split_column is not None:
+        plots["split"] = split_from_column(plots[split_column], lon, lat, block_size=block_size,
+                                           val_fraction=val_fraction, seed=seed)
+        how = {"method": "column", "column": split_column}
+    elif test_where is not None:
+        plots["split"] = split_from_rule(plots, test_where, block_size=block_size, val_fraction=val_fraction, seed=seed)
+        how = {"method": "rule", "test_where": test_where}
+    else:
+        plots["split"] = spatial_block_split(lon, lat, block_size=block_size, test_fraction=test_fraction,
+                                             val_fraction=val_fraction, seed=seed)
+        how = {"method": "spatial blocks", "test_fraction": test_fraction}
+    info = [c for c in info if c != "split"]  # a column named split becomes the workspace's own split
+    meta = {
+        "source": data.source,
+        "split": {**how, "block_size": block_size, "val_fraction": val_fraction, "seed": seed},
+        "rasters": {k: str(Path(v).resolve()) for k, v in (rasters or {}).items()},
+        "info_columns": info,
+    }
+    occurrences = data.occurrences[["plot_id", "species"]]
+    return _write_workspace(out_dir, plots, _order_predictors(list(sources), groups, sources), occurrences, meta)
+
+
+def _write_workspace(
+    out_dir: Path, plots: pd.DataFrame, predictors: list[Predictor], occurrences: pd.DataFrame, meta: dict
+) -> Workspace:
+    """Write the workspace files from ``plots`` (with ``split``, the predictor and info columns),
+    the predictors in input order and the (plot_id, species) presences: tabular predictors without
+    any training value are dropped, the normalisation is fitted on the training plots."""
     train = plots["split"] == "train"
-    empty = [n for n in names if plots.loc[train, n].notna().sum() == 0]
+    empty = [p.name for p in predictors if not p.is_embedding and plots.loc[train, p.name].notna().sum() == 0]
     if empty:
         log.info("dropping predictors without any value in the training split: %s", empty)
-        names = [n for n in names if n not in empty]
-    predictors = _order_predictors(names, groups, sources)
-    names = [p.name for p in predictors]
-    if not names:
+        predictors = [p for p in predictors if p.name not in empty]
+    if not predictors:
         raise DataError("no predictor left: give rasters (--rasters) or predictor columns in the plot table")
-
+    names = [p.name for p in predictors if not p.is_embedding]
     stats = {}
     for name in names:
         col = plots.loc[train, name]
         std = float(col.std(ddof=0))
         stats[name] = {"mean": float(col.mean()), "std": std if np.isfinite(std) else 0.0}
 
-    occ = data.occurrences
-    species_names = np.sort(occ["species"].astype(str).unique())
+    species_names = np.sort(occurrences["species"].astype(str).unique())
     if len(species_names) == 0:
         raise DataError("no species occurrences: check the species filter (--min-plots) and the input table")
     species_id = pd.Series(np.arange(len(species_names)), index=species_names)
-    occurrences = pd.DataFrame(
-        {"plot_id": occ["plot_id"].to_numpy(), "species_id": species_id.loc[occ["species"].astype(str)].to_numpy()}
+    occ = pd.DataFrame(
+        {"plot_id": occurrences["plot_id"].to_numpy(),
+         "species_id": species_id.loc[occurrences["species"].astype(str)].to_numpy()}
     ).drop_duplicates()
-    unknown = ~occurrences["plot_id"].isin(plots["plot_id"])
+    unknown = ~occ["plot_id"].isin(plots["plot_id"])
     if unknown.any():
         raise DataError(f"{int(unknown.sum())} occurrences refer to plots missing from the plot table")
-    split_of = plots.set_index("plot_id")["split"]
-    occ_split = split_of.loc[occurrences["plot_id"]].to_numpy()
+    occ_split = plots.set_index("plot_id")["split"].loc[occ["plot_id"]].to_numpy()
     species = pd.DataFrame({"species_id": np.arange(len(species_names)), "species": species_names})
-    species["n_plots"] = np.bincount(occurrences["species_id"], minlength=len(species)).astype(np.int64)
+    species["n_plots"] = np.bincount(occ["species_id"], minlength=len(species)).astype(np.int64)
     for split in SPLITS:
-        ids = occurrences["species_id"].to_numpy()[occ_split == split]
+        ids = occ["species_id"].to_numpy()[occ_split == split]
         species[f"n_{split}"] = np.bincount(ids, minlength=len(species)).astype(np.int64)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = plots[["plot_id", "lon", "lat", "split", *names]]
-    write_parquet(out_dir / "plots.parquet", table)
+    info = list(meta.get("info_columns", []))
+    write_parquet(out_dir / "plots.parquet", plots[["plot_id", "lon", "lat", "split", *names, *info]])
     write_parquet(out_dir / "species.parquet", species)
-    write_parquet(out_dir / "occurrences.parquet", occurrences.reset_index(drop=True))
+    write_parquet(out_dir / "occurrences.parquet", occ.reset_index(drop=True))
     write_json(out_dir / "predictors.json", [p.to_dict() for p in predictors])
     write_json(out_dir / "normalisation.json", stats)
     counts = plots["split"].value_counts()
     meta = {
         "masksdm_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": data.source,
+        **meta,
         "n_plots": len(plots),
         "n_species": len(species),
-        "n_predictors": len(names),
-        "split": {
-            "block_size": block_size, "test_fraction": test_fraction, "val_fraction": val_fraction,
-            "seed": seed, **{f"n_{s}": int(counts.get(s, 0)) for s in SPLITS},
-        },
-        "rasters": {k: str(Path(v).resolve()) for k, v in (rasters or {}).items()},
+        "n_predictors": len(predictors),
     }
+    meta["split"] = {**meta["split"], **{f"n_{s}": int(counts.get(s, 0)) for s in SPLITS}}
     write_json(out_dir / "workspace.json", meta)  # written last: marks the workspace complete
     return Workspace(out_dir)
 
@@ -329,6 +324,38 @@ class Workspace:
     def features(self, split: str | None = None) -> np.ndarray:
         """Model inputs (N, sum of widths) float32: predictors normalised, NaN where missing."""
         return normalise_inputs(self.raw_predictors(split), self.predictors, self.normalisation)
+
+    def with_split(self, split: Sequence[str] | np.ndarray, out_dir: str | Path, *, description: str,
+                   force: bool = False) -> Workspace:
+        """A copy of this workspace in ``out_dir`` with another split (``train``/``val``/``test``
+        per plot, in ``plots.parquet`` order) and its normalisation fitted on the new training
+        plots; embeddings are copied, models and reports are not. Used by cross-validation.
+
+        Args:
+            split: the new split label of every plot.
+            out_dir: the new workspace folder.
+            description: how the split was made, recorded in ``workspace.json`` (e.g. ``"fold 2 of 5"``).
+            force: overwrite an existing workspace there.
+        """
+        import shutil
+
+        out_dir = Path(out_dir)
+        if (out_dir / "workspace.json").exists() and not force:
+            raise OutputExistsError(f"a workspace already exists in '{out_dir}': pass --force to rebuild it")
+        labels = np.asarray(split, dtype="<U5")
+        if labels.shape != (len(self.plots),) or not np.isin(labels, SPLITS).all():
+            raise DataError(f"a split needs one of {SPLITS} for each of the {len(self.plots)} plots")
+        plots = self.plots.copy()
+        plots["split"] = labels
+        occurrences = pd.DataFrame({
+            "plot_id": self.occurrences["plot_id"].to_numpy(),
+            "species": self.species.set_index("species_id")["species"].loc[self.occurrences["species_id"]].to_numpy(),
+        })
+        meta = {k: v for k, v in self.meta.items() if k in ("source", "rasters", "info_columns")}
+        meta["split"] = {"method": description, "parent": str(self.path.resolve())}
+        if (self.path / EMBEDDINGS_DIR).is_dir():
+            shutil.copytree(self.path / EMBEDDINGS_DIR, out_dir / EMBEDDINGS_DIR, dirs_exist_ok=True)
+        return _write_workspace(out_dir, plots, list(self.predictors), occurrences, meta)
 
     def add_embedding(self, predictor: Predictor) -> None:
         """List an embedding source (its ``embeddings/<name>.parquet`` already written) among the

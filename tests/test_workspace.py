@@ -6,8 +6,9 @@ import pytest
 from conftest import make_plot_data
 
 from masksdm.data.plotdata import PlotData
+from masksdm.data.splits import spatial_block_split
 from masksdm.errors import DataError, OutputExistsError
-from masksdm.workspace import Workspace, prepare_workspace, spatial_block_split
+from masksdm.workspace import Workspace, prepare_workspace
 
 
 def test_block_split_keeps_blocks_whole_and_hits_fractions():

@@ -37,16 +37,36 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             args.table, layout=args.layout, plot_column=args.plot_column, species_column=args.species_column,
             lon_column=args.lon_column, lat_column=args.lat_column, presence_column=args.presence_column,
             predictor_columns=csv_list(args.predictor_columns) if args.predictor_columns else None,
-            min_plots=args.min_plots,
+            info_columns=_info_columns(args), min_plots=args.min_plots,
         )
     rasters = find_rasters(args.rasters) if args.rasters else None
     ws = prepare_workspace(data, args.workspace, rasters=rasters, block_size=args.block_size,
                            test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
+                           split_column=args.split_column, test_where=args.test_where,
                            force=args.force, progress=not args.quiet)
     split = ws.meta["split"]
     print(f"workspace {ws.path}: {ws.meta['n_plots']} plots, {ws.meta['n_species']} species, "
           f"{ws.meta['n_predictors']} predictors; train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
     return 0
+
+
+def _info_columns(args: argparse.Namespace) -> list[str] | None:
+    """--info-columns, plus the --split-column (it must be read from the table too)."""
+    names = csv_list(args.info_columns) if args.info_columns else []
+    if args.split_column and args.split_column not in names:
+        names.append(args.split_column)
+    return names or None
+
+
+def _describe_split(split: dict) -> str:
+    method = split.get("method", "spatial blocks")
+    if method == "spatial blocks":
+        return f"{split['block_size']} degree blocks"
+    if method == "column":
+        return f"column '{split['column']}' (validation blocks of {split['block_size']} degrees where it had none)"
+    if method == "rule":
+        return f"test where {split['test_where']} (validation blocks of {split['block_size']} degrees)"
+    return str(method)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -63,7 +83,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  source: {meta['source']}")
         print(f"  {meta['n_plots']} plots, {meta['n_species']} species, {len(ws.predictors)} predictors")
         s = meta["split"]
-        print(f"  split: {s['block_size']} degree blocks, train/val/test = {s['n_train']}/{s['n_val']}/{s['n_test']}")
+        print(f"  split: {_describe_split(s)}, train/val/test = {s['n_train']}/{s['n_val']}/{s['n_test']}")
         for group, names in predictor_groups(ws.predictors).items():
             print(f"  {group} ({len(names)}): {', '.join(names)}")
         for p in ws.predictors:
@@ -121,12 +141,17 @@ def add_prepare(sub) -> None:
     p.add_argument("--lat-column", default="lat")
     p.add_argument("--presence-column", help="long layout: column of 0/1 or counts (0 = absent)")
     p.add_argument("--predictor-columns", help="comma-separated predictor columns already in the table")
+    p.add_argument("--info-columns", help="comma-separated table columns to keep that are not predictors (e.g. year)")
     p.add_argument("--rasters", nargs="+", type=Path, help="raster files or folders (GeoTIFF, .asc, .grd, ...)")
     p.add_argument("--min-plots", type=int, default=20, help="keep species seen in more than this many plots (20)")
     p.add_argument("--block-size", type=float, default=1.0, help="spatial block size in degrees (1)")
     p.add_argument("--test-fraction", type=float, default=0.15)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=42, help="split seed (42)")
+    p.add_argument("--split-column", help="your own split: a table column of train/val/test labels "
+                   "(without val labels, validation blocks are drawn from the training plots)")
+    p.add_argument("--test-where", help="test plots by a rule over plot columns, e.g. \"year >= 2012\" (keep the "
+                   "column with --info-columns); validation blocks are drawn from the others")
     p.add_argument("--force", action="store_true", help="overwrite an existing workspace")
     add_common(p)
     p.set_defaults(func=cmd_prepare)

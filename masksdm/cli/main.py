@@ -7,6 +7,7 @@ Typical use::
     masksdm train --workspace ws --preset cpu
     masksdm evaluate --workspace ws
     masksdm compare --workspace ws
+    masksdm cv --workspace ws --folds 5             # spatial k-fold cross-validation
     masksdm embed plots --workspace ws --imagery S2_DIR --weights smarties-v1-vitb.safetensors
     masksdm predict --workspace ws --rasters DIR --species all --out maps --write probability richness
     masksdm shapley global --workspace ws         # which predictor groups matter, on test AUC
@@ -47,6 +48,7 @@ _COMMANDS = (
     model.add_train,
     model.add_evaluate,
     model.add_compare,
+    model.add_cv,
     explain.add_shapley,
     embed.add_embed,
     maps.add_predict,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from masksdm.cli._common import add_common, add_train_options, csv_list, print_table, run_config
 
-__all__ = ["add_compare", "add_evaluate", "add_train", "cmd_compare", "cmd_evaluate", "cmd_train"]
+__all__ = ["add_compare", "add_cv", "add_evaluate", "add_train", "cmd_compare", "cmd_cv", "cmd_evaluate", "cmd_train"]
 
 _SUBSETS_HELP = ("subsets to evaluate: group or predictor names, '+' to combine (WorldClim+SoilGrids), "
                  "'all'; default: each group alone and all")
@@ -23,6 +23,28 @@ def cmd_train(args: argparse.Namespace) -> int:
                    progress=not args.quiet)
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: validation mean AUC {result.best_val_auc:.4f} "
           f"({result.samples_per_second:.0f} samples/s, {result.seconds:.0f} s)\nmodel: {result.run_dir}")
+    return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from masksdm._io import check_writable, write_parquet, write_text
+    from masksdm.evaluation.cv import cross_validate
+    from masksdm.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    paths = [check_writable(ws.report_path(f"cv_{args.folds}folds{suffix}"), force=args.force)
+             for suffix in (".csv", "_folds.csv", "_per_species.parquet")]
+    subsets = _subsets_from_args(args, None) if args.subsets else None
+    result = cross_validate(ws, folds=args.folds, config=run_config(args), subsets=subsets, block_size=args.block_size,
+                            seed=args.split_seed, out_dir=args.out, progress=not args.quiet)
+    print(f"\nSpatial {args.folds}-fold cross-validation, test mean over species per fold:\n")
+    print_table(result.folds)
+    print("\nMean and standard deviation over folds:\n")
+    print_table(result.summary)
+    write_text(paths[0], result.summary.to_csv(index=False))
+    write_text(paths[1], result.folds.to_csv(index=False))
+    write_parquet(paths[2], result.per_species)
+    print(f"\nwritten: {', '.join(str(p) for p in paths)}; fold workspaces under {result.workspaces[0].parent}")
     return 0
 
 
@@ -115,3 +137,18 @@ def add_compare(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     add_common(p)
     p.set_defaults(func=cmd_compare)
+
+
+def add_cv(sub) -> None:
+    """The ``cv`` command."""
+    p = sub.add_parser("cv", help="spatial k-fold cross-validation: MaskSDM trained and tested on every fold")
+    p.add_argument("--workspace", type=Path, required=True)
+    p.add_argument("--folds", type=int, default=5, help="number of folds (5)")
+    p.add_argument("--block-size", type=float, help="spatial block size in degrees (default: the workspace's)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the fold assignment (42)")
+    p.add_argument("--out", type=Path, help="folder of the fold workspaces (default WORKSPACE/cv)")
+    add_train_options(p, default_preset="cpu")
+    p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    p.add_argument("--force", action="store_true", help="overwrite existing reports")
+    add_common(p)
+    p.set_defaults(func=cmd_cv)

@@ -23,11 +23,15 @@ class PlotData:
             (str), unique pairs, every ``plot_id`` present in ``plots``. A plot absent from this
             table has every species absent.
         source: a short human-readable description of where the data came from.
+        info_columns: columns of ``plots`` that describe plots without being predictors (a split
+            label, a survey year, ...): kept in the workspace, usable in split rules, never
+            given to the model.
     """
 
     plots: pd.DataFrame
     occurrences: pd.DataFrame
     source: str = ""
+    info_columns: tuple[str, ...] = ()
 
     @property
     def n_plots(self) -> int:

@@ -254,6 +254,7 @@ def load_presence_table(
     lon_column: str = "lon",
     lat_column: str = "lat",
     predictor_columns: Sequence[str] | None = None,
+    info_columns: Sequence[str] | None = None,
     presence_column: str | None = None,
     min_plots: int = 20,
     sep: str | None = None,
@@ -271,6 +272,9 @@ def load_presence_table(
         lat_column: WGS84 latitude column (degrees).
         predictor_columns: numeric plot-level predictor columns to keep (float64; infinite
             values become NaN). ``None``: none.
+        info_columns: columns describing plots that are not predictors (a split label, a year,
+            a survey name), kept as they are in ``plots`` and listed in ``info_columns``; usable
+            by the workspace's split options. ``None``: none.
         presence_column: long layout only: column of 0/1 or counts; rows with 0 are absences.
             ``None``: every row is a presence.
         min_plots: keep species present in MORE than this many distinct plots.
@@ -292,6 +296,10 @@ def load_presence_table(
     if len(set(predictors)) != len(predictors):
         dupes = sorted({p for p in predictors if predictors.count(p) > 1})
         raise DataError(f"predictor column(s) {dupes} named twice: name each column once")
+    info = [] if info_columns is None else list(dict.fromkeys(info_columns))
+    both = sorted(set(info) & set(predictors))
+    if both:
+        raise DataError(f"column(s) {both} are named as predictor and as info columns: a column is one or the other")
     for name, role in ((plot_column, "plot_id"), (lon_column, "lon"), (lat_column, "lat")):
         if role in predictors or (role == "plot_id" and name in predictors):
             raise DataError(
@@ -309,10 +317,10 @@ def load_presence_table(
     base = [plot_column, lon_column, lat_column]
     if layout == "long":
         needed = (
-            base + [species_column] + ([presence_column] if presence_column else []) + predictors
+            base + [species_column] + ([presence_column] if presence_column else []) + predictors + info
         )
     else:
-        needed = base + predictors
+        needed = base + predictors + info
     _check_columns(frame, list(dict.fromkeys(needed)), path)
     if frame.empty:
         raise DataError(f"'{path}' has no rows: it must list at least one plot")
@@ -324,12 +332,20 @@ def load_presence_table(
             "lat": _numeric(frame[lat_column], lat_column, path, "latitude"),
         }
     )
-    table = pd.concat([table, _predictors(frame, predictors, path)], axis=1)
+    table = pd.concat([table, _predictors(frame, predictors, path), frame[info]], axis=1)
     check_coordinates(table["lon"], table["lat"], what=f"rows of '{path.name}'")
 
     if layout == "long":
         codes = pd.factorize(table["plot_id"])[0]
         first = _check_constant(table, codes, ["lon", "lat", *predictors], path)
+        for column in info:
+            varying = table.groupby(codes)[column].nunique(dropna=False) > 1
+            if varying.any():
+                plot = table["plot_id"].iloc[first[np.flatnonzero(varying.to_numpy())[0]]]
+                raise DataError(
+                    f"{int(varying.sum())} plots of '{path}' have different '{column}' values on different "
+                    f"rows (e.g. plot {plot!r}): an info column must hold one value per plot"
+                )
         plots = table.iloc[first].reset_index(drop=True)
         species = frame[species_column]
         present = np.array(species.notna(), dtype=bool)
@@ -354,7 +370,7 @@ def load_presence_table(
                 "row per plot; merge them, or use layout='long'"
             )
         plots = table.reset_index(drop=True)
-        species_columns = [c for c in frame.columns if c not in set(base) | set(predictors)]
+        species_columns = [c for c in frame.columns if c not in set(base) | set(predictors) | set(info)]
         if not species_columns:
             raise DataError(
                 f"wide table '{path}' has no species columns (every column is a plot, coordinate "
@@ -381,4 +397,5 @@ def load_presence_table(
         min_plots,
         len(occurrences),
     )
-    return PlotData(plots=plots, occurrences=occurrences, source=f"{layout} table '{path}'")
+    return PlotData(plots=plots, occurrences=occurrences, source=f"{layout} table '{path}'",
+                    info_columns=tuple(info))

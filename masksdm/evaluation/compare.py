@@ -14,7 +14,6 @@ when already complete, so an interrupted comparison resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,9 +26,8 @@ from masksdm.errors import CheckpointError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
 from masksdm.metrics import mean_auc
-from masksdm.model.checkpoint import CARD, load_checkpoint, read_card
-from masksdm.model.config import RunConfig
-from masksdm.model.training import train
+from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.training import ensure_trained
 from masksdm.workspace import Workspace
 
 __all__ = ["compare_subsets", "format_table"]
@@ -39,23 +37,6 @@ log = logging.getLogger(__name__)
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
-def _ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress: bool) -> None:
-    """Train ``run_dir`` unless it holds a complete run with the same config; resume if interrupted."""
-    if (run_dir / CARD).exists():
-        try:
-            card, _ = read_card(run_dir)
-        except CheckpointError:
-            card = None
-        if card is not None and card.config == config and card.metrics.get("complete"):
-            log.info("reusing %s", run_dir)
-            return
-    resumable = (run_dir / "resume" / "state.json").exists()
-    if resumable:
-        saved = json.loads((run_dir / "resume" / "state.json").read_text())["config"]
-        resumable = RunConfig.from_dict(saved) == config
-    train(ws, run_dir, config=None if resumable else config, resume=resumable, force=not resumable, progress=progress)
 
 
 def compare_subsets(
@@ -80,11 +61,11 @@ def compare_subsets(
         raise CheckpointError(f"run '{run}' was trained without masking: compare needs a MaskSDM run")
     subsets = dict(default_subsets(card) if subsets is None else subsets)
     baseline_config = card.config.replace_train(masking="none", use=())
-    _ensure_trained(ws, models / f"{run}-unmasked", baseline_config, progress=progress)
+    ensure_trained(ws, models / f"{run}-unmasked", baseline_config, progress=progress)
     for name, subset in subsets.items():
         if subset is not None:
             oracle_config = card.config.replace_train(masking="none", use=tuple(subset))
-            _ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
+            ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
 
     y = ws.labels(split)
     x = card.features(ws.raw_predictors(split, card.predictor_names))

@@ -33,7 +33,14 @@ from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.data.predictors import Predictor, input_widths, subset_mask
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from masksdm.metrics import max_tss, mean_auc, roc_auc
-from masksdm.model.checkpoint import ModelCard, build_model, load_checkpoint, save_checkpoint
+from masksdm.model.checkpoint import (
+    CARD,
+    ModelCard,
+    build_model,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 from masksdm.model.config import RunConfig
 from masksdm.model.inference import (
     autocast,
@@ -46,7 +53,7 @@ from masksdm.model.losses import make_loss
 from masksdm.model.network import MaskSDM
 from masksdm.workspace import Workspace
 
-__all__ = ["TrainResult", "train", "train_arrays"]
+__all__ = ["TrainResult", "ensure_trained", "train", "train_arrays"]
 
 log = logging.getLogger(__name__)
 
@@ -373,3 +380,22 @@ def train_arrays(
         seconds=seconds,
         samples_per_second=samples_seen / seconds if seconds > 0 else float("nan"),
     )
+
+
+def ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress: bool = True) -> None:
+    """Train ``run_dir`` unless it holds a complete run with the same config; resume it when it was
+    interrupted with that config, else start over. Comparisons and cross-validation call this so
+    that a rerun reuses what is done."""
+    if (run_dir / CARD).exists():
+        try:
+            card, _ = read_card(run_dir)
+        except CheckpointError:
+            card = None
+        if card is not None and card.config == config and card.metrics.get("complete"):
+            log.info("reusing %s", run_dir)
+            return
+    resumable = (run_dir / "resume" / "state.json").exists()
+    if resumable:
+        saved = json.loads((run_dir / "resume" / "state.json").read_text())["config"]
+        resumable = RunConfig.from_dict(saved) == config
+    train(ws, run_dir, config=None if resumable else config, resume=resumable, force=not resumable, progress=progress)

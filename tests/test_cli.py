@@ -19,7 +19,7 @@ def test_help_lists_every_command(capsys):
     import re
 
     listed = re.findall(r"^    (\w+) ", out, re.M)  # the commands, each with its help, in order
-    assert listed == ["demo", "simulate", "prepare", "train", "evaluate", "compare", "shapley", "embed",
+    assert listed == ["demo", "simulate", "prepare", "train", "evaluate", "compare", "cv", "shapley", "embed",
                       "predict", "app", "info"]
 
 

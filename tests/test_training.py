@@ -123,3 +123,71 @@ def test_keep_count_is_uniform_over_subset_sizes():
     counts = torch.cat([_draw_keep(8, torch.arange(10), 10, 0.0, g).sum(1) for _ in range(4000)])
     share = torch.bincount(counts, minlength=11).float() / len(counts)
     assert share.min() > 0.06 and share.max() < 0.12  # p ~ U(0, 1): each of 0..10 about 1/11
+
+
+# --- collapsed masked tokens in training ------------------------------------------------------------
+
+def _grads(model, x, keep, y, *, collapse):
+
+    from masksdm.model.losses import WeightedLoss
+
+    model.zero_grad(set_to_none=True)
+    loss = WeightedLoss(y.sum(0), len(y))(model(x, keep, collapse=collapse), y)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_collapsed_training_has_the_loss_and_gradients_of_the_full_sequence():
+    import torch
+
+    from masksdm.model.network import MaskSDM
+
+    torch.manual_seed(0)
+    model = MaskSDM(n_predictors=9, n_species=6, d_embeddings=(5,), d_token=16, n_blocks=2, n_heads=2,
+                    n_frequencies=4, dropout=0.0).train()
+    x = torch.randn(64, 14, dtype=torch.float64)
+    x[torch.rand(64, 14) < 0.15] = float("nan")
+    keep = torch.rand(64, 10) < torch.rand(64, 1)  # every visible count, some rows with none
+    y = torch.rand(64, 6) < 0.3
+    model = model.double()
+    full_loss, full = _grads(model, x, keep, y, collapse=False)
+    loss, collapsed = _grads(model, x, keep, y, collapse=True)
+    torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=1e-8)
+    assert full.keys() == collapsed.keys() and "mask_token" in full
+    for name in full:
+        torch.testing.assert_close(collapsed[name], full[name], rtol=1e-6, atol=1e-8, msg=name)  # the loss sums in float32
+    assert full["mask_token"].abs().sum() > 0
+
+
+def test_training_collapses_by_default_only_without_dropout(tiny_workspace, tmp_path, monkeypatch):
+    from masksdm.model.network import MaskSDM
+
+    calls = []
+    real = MaskSDM.collapsed_trunk
+
+    def spy(self, *args, **kwargs):
+        calls.append(self.training)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaskSDM, "collapsed_trunk", spy)
+    train(tiny_workspace, tmp_path / "a", config=tiny_config(epochs=1), progress=False)
+    assert any(calls)  # training batches went through the collapsed path
+    calls.clear()
+    dropout = tiny_config(epochs=1)
+    dropout = type(dropout)(model=type(dropout.model)(**{**dropout.model.__dict__, "dropout": 0.1}),
+                            train=dropout.train, preset=dropout.preset)
+    train(tiny_workspace, tmp_path / "b", config=dropout, progress=False)
+    assert not any(calls)  # with dropout the default keeps the full sequence in training
+    train(tiny_workspace, tmp_path / "c", config=dropout.replace_train(collapse="on"), progress=False)
+    assert any(calls)
+
+
+def test_collapsed_and_full_training_agree(tiny_workspace, tmp_path):
+    collapsed = train(tiny_workspace, tmp_path / "on", config=tiny_config(epochs=2), progress=False)
+    full = train(tiny_workspace, tmp_path / "off", config=tiny_config(epochs=2, collapse="off"), progress=False)
+    a = pd.read_csv(collapsed.run_dir / "metrics.csv")
+    b = pd.read_csv(full.run_dir / "metrics.csv")
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-3)
+    np.testing.assert_allclose(a["val_mean_auc"], b["val_mean_auc"], atol=5e-3)
+    with pytest.raises(ConfigError, match="collapse"):
+        tiny_config(collapse="sometimes")

@@ -72,6 +72,11 @@ class TrainConfig:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
         threads: CPU threads for torch (0 = torch's default).
+        collapse: run each training batch on its visible tokens plus one mask token standing for
+            all masked ones (:meth:`~masksdm.model.network.MaskSDM.collapsed_trunk`): ``"auto"``
+            does so when the model has no dropout, where loss and gradients equal the full
+            sequence's; ``"on"`` also with dropout (a different, valid objective: dropout then
+            drops the one mask token for all the masked ones); ``"off"`` never.
     """
 
     epochs: int = 1000
@@ -90,6 +95,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int = 0
+    collapse: str = "auto"
 
     def __post_init__(self) -> None:
         choices = {
@@ -98,6 +104,7 @@ class TrainConfig:
             "masking": ("random", "none"),
             "device": ("auto", "cpu", "cuda"),
             "precision": ("auto", "fp32", "bf16"),
+            "collapse": ("auto", "on", "off"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

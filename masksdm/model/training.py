@@ -282,6 +282,8 @@ def train_arrays(
     )
     model: MaskSDM = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
+    # masked tokens collapsed into one: exact without dropout, so that is the default
+    collapse = tc.collapse == "on" or (tc.collapse == "auto" and config.model.dropout == 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     n = x_train.shape[0]
     n_batches = math.ceil(n / tc.batch_size)
@@ -314,7 +316,7 @@ def train_arrays(
             if tc.masking == "random":
                 keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator) & allowed_t
             with autocast(device, tc.precision):
-                loss = loss_fn(model(xb, keep), yb)
+                loss = loss_fn(model(xb, keep, collapse=collapse), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

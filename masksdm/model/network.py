@@ -17,7 +17,9 @@ Collapsed mask tokens (inference): masked tokens are identical and carry no posi
 identical through every block. ``m`` of them are therefore exactly one token whose attention logit
 is raised by ``log m`` (softmax sums ``m`` equal terms) and whose pooling weight is ``m``. In eval
 mode the network runs on the visible tokens plus that one token, so a site with 10 of 61 predictors
-visible costs 11 tokens, not 61. Training keeps the full sequence (dropout acts per token).
+visible costs 11 tokens, not 61. In training mode it is exact too when there is no dropout;
+with dropout it is another objective (one dropout draw for all the masked tokens), so training
+collapses only when asked (``collapse=True``; see ``train.collapse``).
 
 Inputs: ``x`` (B, P + sum(D_e)) float: the P z-scored tabular predictors, then each embedding
 source's D_e values, NaN allowed (a NaN predictor, or any NaN in an embedding, masks that token).

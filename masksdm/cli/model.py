@@ -83,12 +83,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from masksdm._io import check_writable, write_text
-    from masksdm.evaluation.compare import compare_subsets, format_table
+    from masksdm._io import check_writable, write_parquet, write_text
     from masksdm.model.checkpoint import read_card
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
+    if args.baselines:
+        from masksdm.evaluation.baselines import compare_baselines
+
+        stem = f"baselines_{args.run}"
+        paths = [check_writable(ws.report_path(stem + suffix), force=args.force)
+                 for suffix in (".csv", ".md", "_per_species.parquet", "_tests.csv")]
+        result = compare_baselines(ws, args.run, baselines=csv_list(args.baselines),
+                                   withheld=[csv_list(w.replace("+", ",")) for w in args.withheld] if args.withheld else None,
+                                   retrain=not args.no_retrain, max_species=args.max_species, seed=args.seed,
+                                   progress=not args.quiet)
+        markdown = result.to_markdown()
+        print("\nTest mean AUC x100 per species model (best per column in bold), then MaskSDM's paired tests:\n")
+        print(markdown)
+        write_text(paths[0], result.summary.to_csv(index=False))
+        write_text(paths[1], markdown + "\n\nMean TSS x100:\n\n" + result.to_markdown(metric="tss") + "\n")
+        write_parquet(paths[2], result.per_species)
+        write_text(paths[3], result.tests.to_csv(index=False))
+        print(f"\nwritten: {', '.join(str(p) for p in paths)}")
+        return 0
+
+    from masksdm.evaluation.compare import compare_subsets, format_table
+
     csv_path = check_writable(ws.report_path(f"compare_{args.run}.csv"), force=args.force)
     md_path = check_writable(ws.report_path(f"compare_{args.run}.md"), force=args.force)
     card, _ = read_card(ws.run_dir(args.run))
@@ -134,6 +155,14 @@ def add_compare(sub) -> None:
     p.add_argument("--workspace", type=Path, required=True)
     p.add_argument("--run", default="main", help="the MaskSDM run to compare")
     p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    p.add_argument("--baselines", help="instead, per-species models on the same split: any of glm,rf,gbm,maxent "
+                   "(comma-separated), with all predictors and with each group withheld (imputed and retrained)")
+    p.add_argument("--withheld", nargs="+", help="with --baselines: what to withhold, one setting each (group or "
+                   "predictor names, '+' to combine; default: each group)")
+    p.add_argument("--max-species", type=int, help="with --baselines: a seeded random sample of species (time grows "
+                   "with species)")
+    p.add_argument("--no-retrain", action="store_true", help="with --baselines: skip the retrained baselines")
+    p.add_argument("--seed", type=int, default=0, help="with --baselines: seed of the models and the sample (0)")
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     add_common(p)
     p.set_defaults(func=cmd_compare)

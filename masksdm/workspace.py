@@ -371,8 +371,17 @@ class Workspace:
         self.__dict__.pop("predictors", None)
         self.__dict__.get("_embeddings", {}).pop(predictor.name, None)
 
-    def labels(self, split: str | None = None) -> np.ndarray:
-        """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id."""
+    def labels(self, split: str | None = None, species: Sequence[str] | None = None) -> np.ndarray:
+        """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id; with
+        ``species`` (e.g. a model's species), one column per name in that order, all False for a
+        name the workspace does not know."""
+        if species is not None:
+            y = self.labels(split)
+            index = {s: i for i, s in enumerate(self.species_names)}
+            out = np.zeros((len(y), len(species)), dtype=bool)
+            known = [j for j, s in enumerate(species) if s in index]
+            out[:, known] = y[:, [index[species[j]] for j in known]]
+            return out
         mask = self.split_mask(split)
         row_of = pd.Series(-1, index=self.plots["plot_id"].to_numpy())
         row_of[mask] = np.arange(int(mask.sum()))

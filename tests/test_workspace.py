@@ -70,3 +70,15 @@ def test_swapped_coordinates_are_refused(tmp_path):
     plots = data.plots.rename(columns={"lon": "lat", "lat": "lon"})
     with pytest.raises(DataError, match="swapped"):
         prepare_workspace(PlotData(plots, data.occurrences), tmp_path / "ws", progress=False)
+
+
+def test_labels_in_the_order_of_given_species(tiny_workspace):
+    ws = tiny_workspace
+    names = ws.species_names
+    picked = [names[2], "Not a species", names[0]]
+    y = ws.labels("test", picked)
+    full = ws.labels("test")
+    assert y.shape == (len(full), 3)
+    np.testing.assert_array_equal(y[:, 0], full[:, 2])
+    np.testing.assert_array_equal(y[:, 2], full[:, 0])
+    assert not y[:, 1].any()

@@ -293,9 +293,7 @@ def compare_baselines(
     check_predictors(card, ws.predictor_names)
     splits = list(dict.fromkeys(["train", "val", split]))
     x = {s: card.features(ws.raw_predictors(s, card.predictor_names)) for s in splits}
-    ws_index = {s: i for i, s in enumerate(ws.species_names)}
-    cols = np.array([ws_index.get(s, 0) for s in card.species])
-    labels = {s: ws.labels(s)[:, cols] & np.isin(card.species, ws.species_names)[None, :] for s in splits}
+    labels = {s: ws.labels(s, card.species) for s in splits}
     chosen = _choose_species(card, ws, labels, split=split, species=species, max_species=max_species,
                              min_presences=min_presences, seed=seed)
     y = {s: labels[s][:, chosen] for s in splits}

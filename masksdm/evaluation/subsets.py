@@ -93,13 +93,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate a model on a workspace split under each predictor subset."""
     check_predictors(card, workspace.predictor_names)
-    species_index = {s: i for i, s in enumerate(workspace.species_names)}
-    missing = [s for s in card.species if s not in species_index]
-    y = workspace.labels(split)
-    if missing:
-        y = np.concatenate([y, np.zeros((len(y), 1), dtype=bool)], axis=1)
-    cols = np.array([species_index.get(s, y.shape[1] - 1) for s in card.species])
-    y = y[:, cols]
+    y = workspace.labels(split, card.species)
     x = card.features(workspace.raw_predictors(split, card.predictor_names))
     subsets = default_subsets(card) if subsets is None else subsets
     thresholds = None

@@ -35,7 +35,7 @@ from masksdm.explain.games import global_shapley, local_shapley
 from masksdm.metrics import mean_auc
 from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
 from masksdm.model.config import RunConfig, preset
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 from masksdm.model.training import train
 from masksdm.sim.simulate import WorldPaths, simulate_world
 from masksdm.workspace import Workspace, prepare_workspace
@@ -78,7 +78,7 @@ def bayes_reference(
 
 
 def shapley_truth_check(
-    model: MaskSDM, card: ModelCard, workspace: Workspace, truth_dir: str | Path, *, split: str = "test"
+    model: Network, card: ModelCard, workspace: Workspace, truth_dir: str | Path, *, split: str = "test"
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """How often exact Shapley values of the predictor groups single out the true drivers.
 
@@ -133,7 +133,7 @@ class Demo:
     run_dir: Path
     reused: bool
 
-    def load(self) -> tuple[MaskSDM, ModelCard]:
+    def load(self) -> tuple[Network, ModelCard]:
         """The trained model and its card."""
         return load_checkpoint(self.run_dir)
 

@@ -30,7 +30,7 @@ from masksdm.explain.games import local_shapley, resolve_players
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import roc_auc
 from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 from masksdm.workspace import Workspace
 
 __all__ = ["Dashboard", "Place", "search_species"]
@@ -105,7 +105,7 @@ class Dashboard:
         from masksdm.model.inference import resolve_device
 
         self.device = resolve_device(device)
-        self.model: MaskSDM
+        self.model: Network
         self.card: ModelCard
         self.model, self.card = load_checkpoint(run_dir, device=self.device)
         sources = list(rasters) if rasters else list(self.workspace.meta.get("rasters", {}).values())
@@ -228,7 +228,7 @@ class Dashboard:
         keep = torch.as_tensor(np.asarray(visible, dtype=bool), device=self.device)
         self.model.eval()
         parts = [self.model.encode(self.x[s : s + _BATCH].to(self.device), keep) for s in range(0, len(self.x), _BATCH)]
-        pooled = torch.cat(parts) if parts else torch.empty((0, self.model.head_norm.normalized_shape[0]))
+        pooled = torch.cat(parts) if parts else torch.empty((0, self.model.d_pooled))
         self._pooled[key] = pooled
         if len(self._pooled) > _CACHED_SUBSETS:
             self._pooled.popitem(last=False)

@@ -25,7 +25,7 @@ from masksdm.evaluation.imputation import Imputer
 from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
 from masksdm.model.checkpoint import ModelCard, check_predictors
 from masksdm.model.inference import model_inputs, predict_logits
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 from masksdm.workspace import Workspace
 
 __all__ = ["Evaluation", "default_subsets", "evaluate", "subset_logits"]
@@ -40,7 +40,7 @@ def default_subsets(card_or_predictors) -> dict[str, list[str] | None]:
 
 
 def subset_logits(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     x: np.ndarray,
     subset: Sequence[str] | None,
@@ -82,7 +82,7 @@ class Evaluation:
 
 
 def evaluate(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     workspace: Workspace,
     *,

@@ -39,7 +39,7 @@ from masksdm.explain.sampling import sampled_shapley
 from masksdm.metrics import evaluable_species, roc_auc
 from masksdm.model.checkpoint import ModelCard
 from masksdm.model.inference import predict_logits_tensor
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -110,7 +110,7 @@ def _default_batch(device: torch.device) -> int:
 
 
 def _coalition_logits(
-    model: MaskSDM,
+    model: Network,
     x: torch.Tensor,
     coalitions: np.ndarray,
     player_masks: np.ndarray,
@@ -167,7 +167,7 @@ class LocalGame:
 
     def __init__(
         self,
-        model: MaskSDM,
+        model: Network,
         x: np.ndarray,
         player_masks: np.ndarray,
         species: np.ndarray,
@@ -210,7 +210,7 @@ class MetricGame:
 
     def __init__(
         self,
-        model: MaskSDM,
+        model: Network,
         x: np.ndarray,
         player_masks: np.ndarray,
         species: np.ndarray,
@@ -278,7 +278,7 @@ def estimate_shapley(
 
 
 def local_shapley(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     x: np.ndarray,
     species: str | Sequence[str],
@@ -320,7 +320,7 @@ def local_shapley(
 
 
 def global_shapley(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     x: np.ndarray,
     labels: np.ndarray | None = None,
@@ -379,7 +379,7 @@ def global_shapley(
 
 
 def compare_estimators(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     x: np.ndarray,
     species: str,

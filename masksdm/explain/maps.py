@@ -26,7 +26,7 @@ from masksdm.explain.core import ShapleyResult
 from masksdm.explain.games import LocalGame, Players, estimate_shapley, resolve_players
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells
 from masksdm.model.checkpoint import ModelCard
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 
 __all__ = ["map_players", "shapley_map"]
 
@@ -59,7 +59,7 @@ def map_players(card: ModelCard, stack: RasterStack, players: Players | None = N
 
 
 def shapley_map(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     rasters: Sources | RasterStack,
     species: str,

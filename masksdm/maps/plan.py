@@ -24,7 +24,7 @@ from masksdm.errors import ConfigError, RasterError
 from masksdm.metrics import max_tss
 from masksdm.model.checkpoint import ModelCard
 from masksdm.model.inference import predict_logits_tensor
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 
 __all__ = ["DTYPES", "OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "predict_window", "read_cells", "resolve_threshold"]
 
@@ -173,7 +173,7 @@ def plan_maps(
 
 def resolve_threshold(
     rule: str,
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     species_index: Sequence[int] | np.ndarray,
     visible: np.ndarray,
@@ -251,7 +251,7 @@ def _code_thresholds(plan: MapPlan) -> np.ndarray:
 
 @torch.no_grad()
 def predict_window(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     stack: RasterStack,
     window: Window,

@@ -60,7 +60,7 @@ from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
 from masksdm.maps.writer import PARTIAL, PartialMaps, file_stems, plan_targets
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 
 __all__ = ["MapResult", "predict_maps"]
 
@@ -114,7 +114,7 @@ def _block_rows(stack: RasterStack, plan: MapPlan, memory_mb: float) -> int:
     return max(1, rows)
 
 
-def _weights_sha(model: MaskSDM) -> str:
+def _weights_sha(model: Network) -> str:
     """sha256 of the model's tensors (no checkpoint file needed)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
@@ -144,7 +144,7 @@ def _bounded_gdal_cache(func):
 
 @_bounded_gdal_cache
 def predict_maps(
-    model: MaskSDM,
+    model: Network,
     card: ModelCard,
     rasters: Sources | RasterStack,
     out_dir: str | Path,

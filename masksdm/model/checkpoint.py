@@ -27,7 +27,7 @@ from masksdm._version import __version__
 from masksdm.data.predictors import Predictor, normalise_inputs
 from masksdm.errors import CheckpointError, DataError
 from masksdm.model.config import RunConfig
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import MaskSDM, MaskSDMEnsemble, Network
 
 __all__ = [
     "CARD",
@@ -128,10 +128,10 @@ class ModelCard:
         )
 
 
-def build_model(card: ModelCard) -> MaskSDM:
-    """A freshly initialised network with the card's sizes."""
+def build_model(card: ModelCard) -> Network:
+    """A freshly initialised network with the card's sizes (an ensemble when ``model.ensemble > 1``)."""
     m = card.config.model
-    return MaskSDM(
+    sizes: dict[str, Any] = dict(
         n_predictors=len(card.predictors) - len(card.d_embeddings),
         n_species=len(card.species),
         d_embeddings=card.d_embeddings,
@@ -143,9 +143,10 @@ def build_model(card: ModelCard) -> MaskSDM:
         n_frequencies=m.n_frequencies,
         frequency_init_scale=m.frequency_init_scale,
     )
+    return MaskSDMEnsemble(m.ensemble, **sizes) if m.ensemble > 1 else MaskSDM(**sizes)
 
 
-def save_checkpoint(run_dir: str | Path, model: MaskSDM, card: ModelCard) -> Path:
+def save_checkpoint(run_dir: str | Path, model: Network, card: ModelCard) -> Path:
     """Write ``model.safetensors`` then ``model.json`` atomically into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ def read_card(run_dir: str | Path) -> tuple[ModelCard, dict[str, Any]]:
     return card, raw
 
 
-def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[MaskSDM, ModelCard]:
+def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[Network, ModelCard]:
     """Load a model and its card, checking the weights' size, hash, keys and shapes."""
     run_dir = Path(run_dir)
     card, raw = read_card(run_dir)

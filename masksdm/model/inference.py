@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import Network
 
 __all__ = ["autocast", "model_inputs", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
 
@@ -47,7 +47,7 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 @torch.no_grad()
 def predict_logits_tensor(
-    model: MaskSDM,
+    model: Network,
     x: np.ndarray | torch.Tensor,
     keep: np.ndarray | torch.Tensor | None = None,
     *,
@@ -82,7 +82,7 @@ def predict_logits_tensor(
 
 
 def predict_logits(
-    model: MaskSDM,
+    model: Network,
     x: np.ndarray | torch.Tensor,
     keep: np.ndarray | torch.Tensor | None = None,
     **kwargs,
@@ -91,7 +91,7 @@ def predict_logits(
     return predict_logits_tensor(model, x, keep, **kwargs).cpu().numpy()
 
 
-def predict_proba(model: MaskSDM, x: np.ndarray | torch.Tensor, keep=None, **kwargs) -> np.ndarray:
+def predict_proba(model: Network, x: np.ndarray | torch.Tensor, keep=None, **kwargs) -> np.ndarray:
     """Presence probabilities (N, S): the sigmoid of :func:`predict_logits`."""
     logits = predict_logits(model, x, keep, **kwargs)
     return 1.0 / (1.0 + np.exp(-logits))

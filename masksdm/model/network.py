@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MaskSDM", "PeriodicTokenizer", "TransformerBlock", "count_parameters"]
+__all__ = ["MaskSDM", "MaskSDMEnsemble", "Network", "PeriodicTokenizer", "TransformerBlock", "count_parameters"]
 
 
 class PeriodicTokenizer(nn.Module):
@@ -179,6 +180,11 @@ class MaskSDM(nn.Module):
         """Width of ``x``: the predictors, then every embedding source's values."""
         return self.n_predictors + sum(self.d_embeddings)
 
+    @property
+    def d_pooled(self) -> int:
+        """Width of :meth:`encode`'s pooled features."""
+        return self.head.in_features
+
     def _check_inputs(self, x: Tensor, keep: Tensor | None) -> Tensor | None:
         if x.ndim != 2 or x.shape[1] not in (self.n_predictors, self.n_inputs):
             raise ValueError(
@@ -305,6 +311,80 @@ class MaskSDM(nn.Module):
     ) -> Tensor:
         """Logits (B, S), or (B, len(species)) for the species indexed by ``species``."""
         return self.head_logits(self.encode(x, keep, collapse=collapse), species)
+
+
+class MaskSDMEnsemble(nn.Module):
+    """``k`` MaskSDM networks of the same sizes, initialised apart, whose logits are averaged.
+
+    The members are trained side by side on the same batches and masks, each by its own loss (the
+    parameters are disjoint, so the summed loss trains each as if alone); the ensemble selects its
+    epoch on the averaged logits. It has the interface of :class:`MaskSDM`: ``encode`` returns
+    the members' pooled features side by side, (B, k * d_token), which ``head_logits`` turns into
+    the mean of the members' logits, so code that caches pooled features works unchanged.
+    :meth:`member_logits` gives every member's logits, whose spread is the ensemble's uncertainty.
+
+    Example:
+        >>> ens = MaskSDMEnsemble(3, n_predictors=2, n_species=4, d_token=8, n_blocks=1, n_heads=2)
+        >>> ens(torch.zeros(5, 2)).shape, ens.member_logits(torch.zeros(5, 2)).shape
+        (torch.Size([5, 4]), torch.Size([3, 5, 4]))
+    """
+
+    def __init__(self, n_members: int, **sizes: Any) -> None:
+        super().__init__()
+        if n_members < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {n_members}")
+        members = [MaskSDM(**sizes) for _ in range(n_members)]
+        self.members = nn.ModuleList(members)
+        self.n_predictors, self.n_species = members[0].n_predictors, members[0].n_species
+        self.d_embeddings = members[0].d_embeddings
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def n_tokens(self) -> int:
+        return self._members()[0].n_tokens
+
+    @property
+    def n_inputs(self) -> int:
+        return self._members()[0].n_inputs
+
+    @property
+    def d_pooled(self) -> int:
+        """Width of :meth:`encode`'s features: every member's side by side."""
+        return sum(m.d_pooled for m in self._members())
+
+    def _members(self) -> list[MaskSDM]:
+        return [m for m in self.members if isinstance(m, MaskSDM)]
+
+    def encode(self, x: Tensor, keep: Tensor | None = None, *, collapse: bool | None = None) -> Tensor:
+        """The members' pooled features side by side: (B, k * d_token)."""
+        return torch.cat([m.encode(x, keep, collapse=collapse) for m in self._members()], dim=-1)
+
+    def _member_head_logits(self, pooled: Tensor, species: Tensor | None) -> Tensor:
+        parts = pooled.chunk(self.n_members, dim=-1)
+        return torch.stack([m.head_logits(p, species) for m, p in zip(self._members(), parts, strict=True)])
+
+    def head_logits(self, pooled: Tensor, species: Tensor | None = None) -> Tensor:
+        """Mean member logits (B, S) from :meth:`encode`'s features."""
+        return self._member_head_logits(pooled, species).mean(dim=0)
+
+    def member_logits(
+        self, x: Tensor, keep: Tensor | None = None, species: Tensor | None = None, *, collapse: bool | None = None
+    ) -> Tensor:
+        """Every member's logits: (k, B, S)."""
+        return self._member_head_logits(self.encode(x, keep, collapse=collapse), species)
+
+    def forward(
+        self, x: Tensor, keep: Tensor | None = None, species: Tensor | None = None, *, collapse: bool | None = None
+    ) -> Tensor:
+        """Mean member logits (B, S), or (B, len(species))."""
+        return self.head_logits(self.encode(x, keep, collapse=collapse), species)
+
+
+#: What a checkpoint holds: one network or an ensemble of them (the same interface).
+Network = MaskSDM | MaskSDMEnsemble
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,7 +21,6 @@ MaskSDM checkpoint (``model_`` and ``card_``), so every other tool of the packag
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from masksdm._io import write_json
-from masksdm.data.predictors import Predictor, catalogue_entry, subset_mask
+from masksdm.data.predictors import UNGROUPED, Predictor, catalogue_entry, subset_mask
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from masksdm.explain.games import Players, ShapleyResult, local_shapley
 from masksdm.metrics import evaluable_species, mean_auc
@@ -63,7 +62,8 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
     Args:
         preset: the config preset the other settings start from: ``"cpu"`` (small, fast) or
             ``"paper"`` (the published network).
-        epochs: maximum passes over the training rows (``None``: the preset's).
+        epochs: maximum passes over the training rows (``None``: the preset's; given, it also
+            switches off the preset's ``min_steps``).
         batch_size: training batch size (``None``: the preset's).
         lr: AdamW learning rate (``None``: the preset's).
         d_token: token width; must be divisible by the preset's number of heads (4 for ``"cpu"``,
@@ -90,7 +90,8 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
     threshold, and is the metric the training selects epochs with.
 
     The learning-rate warm-up is the preset's number of steps but at most a tenth of all training
-    steps, so that short fits on small tables reach the learning rate.
+    steps (:func:`~masksdm.model.training.step_plan`), so that short fits on small tables reach
+    the learning rate.
 
     Attributes:
         model_: the trained :class:`~masksdm.model.network.MaskSDM` (best validation epoch).
@@ -141,21 +142,16 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def build_config(self, n_train: int | None = None) -> RunConfig:
-        """The :class:`~masksdm.model.config.RunConfig` these parameters train with (the warm-up
-        capped for ``n_train`` training rows when given)."""
+    def build_config(self) -> RunConfig:
+        """The :class:`~masksdm.model.config.RunConfig` these parameters train with."""
         base = preset(self.preset)
         model_changes = {"d_token": self.d_token, "n_blocks": self.n_blocks}
         model = replace(base.model, **{k: v for k, v in model_changes.items() if v is not None})
         train_changes = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "patience": self.patience}
-        config = replace(base, model=model).replace_train(
-            **{k: v for k, v in train_changes.items() if v is not None}, seed=int(self.seed), device=self.device
-        )
-        if n_train is not None:  # NOTE[DIFF]: the presets' warm-up assumes thousands of steps
-            tc = config.train
-            total_steps = tc.epochs * math.ceil(n_train / tc.batch_size)
-            config = config.replace_train(warmup_steps=min(tc.warmup_steps, max(1, total_steps // 10)))
-        return config
+        changes = {k: v for k, v in train_changes.items() if v is not None}
+        if self.epochs is not None:
+            changes["min_steps"] = 0
+        return replace(base, model=model).replace_train(**changes, seed=int(self.seed), device=self.device)
 
     def fit(self, X: Any, Y: Any) -> MaskSDMClassifier:
         """Train on a table.
@@ -182,7 +178,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         val, fit = self._split(y)
         predictors = self._predictors(names)
         normalisation = _fit_normalisation(raw[fit], names)
-        config = self.build_config(len(fit))
+        config = self.build_config()
         with tempfile.TemporaryDirectory(prefix="masksdm-fit-") as tmp:
             run_dir = Path(tmp) / "run"
             # the card normalises exactly as at prediction time; train_arrays takes model inputs
@@ -221,7 +217,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         out = []
         for name in names:
             known = catalogue_entry(name)
-            group = groups.get(name) or (known.group if known else "Other")
+            group = groups.get(name) or (known.group if known else UNGROUPED)
             out.append(Predictor(name, str(group), "table", known.unit if known else ""))
         return out
 

@@ -34,6 +34,7 @@ from masksdm._version import __version__
 from masksdm.data.embeddings import EMBEDDINGS_DIR, align_embeddings
 from masksdm.data.plotdata import PlotData, check_coordinates
 from masksdm.data.predictors import (
+    UNGROUPED,
     Predictor,
     catalogue_entry,
     check_input_order,
@@ -60,7 +61,7 @@ def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: 
         out.append(
             Predictor(
                 name=name,
-                group=groups.get(name, known.group if known else "Other"),
+                group=groups.get(name, known.group if known else UNGROUPED),
                 source=sources.get(name, "table"),
                 unit=known.unit if known else "",
             )

@@ -163,6 +163,8 @@ def test_params_set_params_and_clone(fitted):
     config = copy.build_config()
     assert config.train.epochs == 3 and config.train.lr == 1e-2 and config.model.d_token == 16
     assert config.train.batch_size == 32 and config.model.n_heads == 4  # the rest from the preset
+    assert config.train.min_steps == 0  # epochs asked for are the epochs run
+    assert MaskSDMClassifier(preset="cpu").build_config().train.min_steps == 0
     with pytest.raises(NotFittedError):
         copy.predict_proba(np.zeros((2, 4)))
 

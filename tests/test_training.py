@@ -191,3 +191,27 @@ def test_collapsed_and_full_training_agree(tiny_workspace, tmp_path):
     np.testing.assert_allclose(a["val_mean_auc"], b["val_mean_auc"], atol=5e-3)
     with pytest.raises(ConfigError, match="collapse"):
         tiny_config(collapse="sometimes")
+
+
+# --- data-size aware step plan and masking units -----------------------------------------------------
+
+def test_step_plan_lengthens_short_runs_and_caps_the_warm_up():
+    from masksdm.model.config import TrainConfig
+    from masksdm.model.training import step_plan
+
+    tc = TrainConfig(epochs=100, patience=10, warmup_steps=100, min_steps=3000)
+    assert step_plan(tc, 2) == (1500, 150, 100)  # 160 plots in batches of 128: 2 steps an epoch
+    assert step_plan(tc, 200) == (100, 10, 100)  # a large table keeps the epochs given
+    assert step_plan(TrainConfig(epochs=10, patience=0, warmup_steps=1000, min_steps=0), 5) == (10, 0, 5)
+    with pytest.raises(ConfigError, match="min_steps"):
+        TrainConfig(min_steps=-1)
+
+
+def test_ungrouped_table_columns_are_masked_one_by_one():
+    from masksdm.data.predictors import UNGROUPED, Predictor
+    from masksdm.model.training import masking_groups
+
+    predictors = [Predictor("elevation", UNGROUPED, "table", ""), Predictor("slope", UNGROUPED, "table", ""),
+                  Predictor("bio_1", "WorldClim", "raster", ""), Predictor("bio_12", "WorldClim", "raster", ""),
+                  Predictor("Longitude", "Location", "table", "")]
+    assert masking_groups(predictors) == ["elevation", "slope", "WorldClim", "Location"]

@@ -33,6 +33,8 @@ def run_config(args: argparse.Namespace):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
+    if "epochs" in changes:  # epochs asked for are the epochs run, whatever the table's size
+        changes["min_steps"] = 0
     if getattr(args, "use", None):
         changes["use"] = tuple(csv_list(args.use))
     return config.replace_train(**changes) if changes else config
@@ -42,7 +44,7 @@ def add_train_options(p: argparse.ArgumentParser, *, default_preset: str) -> Non
     p.add_argument("--config", type=Path, help="TOML run config (preset + [model] + [train] overrides)")
     p.add_argument("--preset", default=default_preset, choices=["cpu", "paper"],
                    help=f"model/training preset when no --config is given (default: {default_preset})")
-    p.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (overrides the config, and its min_steps)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="training batch size")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: auto)")
     p.add_argument("--seed", type=int, help="training seed")

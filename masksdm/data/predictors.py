@@ -40,6 +40,7 @@ __all__ = [
     "EMBEDDING",
     "GROUPS",
     "Predictor",
+    "UNGROUPED",
     "catalogue_entry",
     "check_input_order",
     "column_mask",
@@ -158,8 +159,11 @@ def default_predictors() -> list[Predictor]:
 
 _CATALOGUE = {p.name: p for p in default_predictors()}
 
+#: Group of a table column that no catalogue or user names a group for.
+UNGROUPED = "Other"
 
-def group_of(name: str, *, fallback: str = "Other") -> str:
+
+def group_of(name: str, *, fallback: str = UNGROUPED) -> str:
     """Group of a predictor name from the catalogue, or ``fallback`` for unknown names."""
     known = _CATALOGUE.get(name)
     return known.group if known else fallback

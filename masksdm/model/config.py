@@ -27,7 +27,11 @@ __all__ = ["PRESETS", "ModelConfig", "RunConfig", "TrainConfig", "load_config", 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """MaskSDM network sizes (defaults: the paper's model)."""
+    """MaskSDM network sizes (defaults: the paper's model).
+
+    ``ensemble``: number of networks trained side by side from different initial weights, their
+    logits averaged (:class:`~masksdm.model.network.MaskSDMEnsemble`); 1 = one network.
+    """
 
     d_token: int = 192
     n_blocks: int = 7
@@ -36,9 +40,10 @@ class ModelConfig:
     dropout: float = 0.1
     n_frequencies: int = 48
     frequency_init_scale: float = 0.01
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("d_token", "n_blocks", "n_heads", "n_frequencies"):
+        for name in ("d_token", "n_blocks", "n_heads", "n_frequencies", "ensemble"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
         if self.d_token % self.n_heads:
@@ -68,6 +73,10 @@ class TrainConfig:
             makes single-group subsets, as used in Shapley values and group comparisons, frequent.
         use: predictor or group names the model may see (others always hidden); empty = all.
         patience: stop after this many epochs without validation improvement (0 = never).
+        min_steps: train for at least this many optimiser steps: on a small table, where an epoch
+            is a few batches, ``epochs`` and ``patience`` grow so that training lasts this many
+            steps and may stop after a tenth of them without improvement (0 = epochs as given).
+            Whatever the size, the warm-up lasts at most a tenth of all steps.
         seed: seed of weights, batch order and masks.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
@@ -91,6 +100,7 @@ class TrainConfig:
     group_masking: float = 0.0
     use: tuple[str, ...] = field(default_factory=tuple)
     patience: int = 50
+    min_steps: int = 0
     seed: int = 42
     device: str = "auto"
     precision: str = "auto"
@@ -112,6 +122,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("patience", "min_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.group_masking <= 1:
             raise ConfigError(f"train.group_masking must be in [0, 1], got {self.group_masking}")
         if self.lr <= 0:
@@ -148,6 +161,9 @@ class RunConfig:
 
     def replace_train(self, **changes: Any) -> RunConfig:
         return replace(self, train=replace(self.train, **changes))
+
+    def replace_model(self, **changes: Any) -> RunConfig:
+        return replace(self, model=replace(self.model, **changes))
 
 
 def _override(base: Any, changes: dict[str, Any], where: str) -> Any:

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
-from masksdm.data.predictors import Predictor, input_widths, subset_mask
+from masksdm.data.predictors import UNGROUPED, Predictor, input_widths, subset_mask
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from masksdm.metrics import max_tss, mean_auc, roc_auc
 from masksdm.model.checkpoint import (
@@ -41,7 +41,7 @@ from masksdm.model.checkpoint import (
     read_card,
     save_checkpoint,
 )
-from masksdm.model.config import RunConfig
+from masksdm.model.config import RunConfig, TrainConfig
 from masksdm.model.inference import (
     autocast,
     model_inputs,
@@ -50,7 +50,7 @@ from masksdm.model.inference import (
     resolve_device,
 )
 from masksdm.model.losses import make_loss
-from masksdm.model.network import MaskSDM
+from masksdm.model.network import MaskSDMEnsemble
 from masksdm.workspace import Workspace
 
 __all__ = ["TrainResult", "ensure_trained", "train", "train_arrays"]
@@ -137,6 +137,28 @@ def _draw_keep(n: int, group_of: torch.Tensor, n_groups: int, group_masking: flo
     if by_group:
         return (torch.rand((n, n_groups), device=device, generator=generator) < p)[:, group_of]
     return torch.rand((n, len(group_of)), device=device, generator=generator) < p
+
+
+def _masking_group_of(predictors: Sequence[Predictor]) -> list[str]:
+    return [p.name if p.group == UNGROUPED else p.group for p in predictors]
+
+
+def masking_groups(predictors: Sequence[Predictor]) -> list[str]:
+    """The units that group masking keeps or masks together: the predictor groups, except that
+    each predictor of the catch-all group ``"Other"`` (table columns of no known source) is its
+    own unit, so that a table's environmental columns are not masked all at once."""
+    return list(dict.fromkeys(_masking_group_of(predictors)))
+
+
+def step_plan(tc: TrainConfig, n_batches: int) -> tuple[int, int, int]:
+    """Epochs, patience (epochs) and warm-up steps of a run with ``n_batches`` batches per epoch:
+    ``train.min_steps`` lengthens short runs, and the warm-up is capped at a tenth of all steps."""
+    epochs, patience = tc.epochs, tc.patience
+    if tc.min_steps:
+        epochs = max(epochs, math.ceil(tc.min_steps / n_batches))
+        if patience:
+            patience = max(patience, math.ceil(tc.min_steps / 10 / n_batches))
+    return epochs, patience, min(tc.warmup_steps, max(1, epochs * n_batches // 10))
 
 
 def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -271,8 +293,8 @@ def train_arrays(
     y_train = torch.from_numpy(train_y).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
     y_val = torch.from_numpy(val_y).to(device)
-    group_names = list(dict.fromkeys(p.group for p in predictors))
-    group_of = torch.tensor([group_names.index(p.group) for p in predictors], device=device)
+    group_names = masking_groups(predictors)
+    group_of = torch.tensor([group_names.index(g) for g in _masking_group_of(predictors)], device=device)
 
     card = ModelCard(
         config=config,
@@ -280,15 +302,16 @@ def train_arrays(
         species=species,
         normalisation={p.name: dict(normalisation[p.name]) for p in predictors if not p.is_embedding},
     )
-    model: MaskSDM = build_model(card).to(device)
+    model = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
     # masked tokens collapsed into one: exact without dropout, so that is the default
     collapse = tc.collapse == "on" or (tc.collapse == "auto" and config.model.dropout == 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     n = x_train.shape[0]
     n_batches = math.ceil(n / tc.batch_size)
+    epochs, patience, warmup_steps = step_plan(tc, n_batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, tc.warmup_steps, tc.epochs * n_batches, tc.schedule)
+        optimizer, lambda step: _lr_factor(step, warmup_steps, epochs * n_batches, tc.schedule)
     )
 
     info: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -300,10 +323,10 @@ def train_arrays(
 
     start_time = time.perf_counter()
     samples_seen = 0
-    stopped_early = bool(tc.patience) and info["bad_epochs"] >= tc.patience  # resuming a stopped run
-    first_epoch = tc.epochs if stopped_early else info["epoch"]
-    bar = tqdm(range(first_epoch, tc.epochs), desc=f"train {run_dir.name}", unit="epoch", disable=not progress,
-               initial=info["epoch"], total=tc.epochs)
+    stopped_early = bool(patience) and info["bad_epochs"] >= patience  # resuming a stopped run
+    first_epoch = epochs if stopped_early else info["epoch"]
+    bar = tqdm(range(first_epoch, epochs), desc=f"train {run_dir.name}", unit="epoch", disable=not progress,
+               initial=info["epoch"], total=epochs)
     for epoch in bar:
         model.train()
         epoch_start = time.perf_counter()
@@ -316,7 +339,10 @@ def train_arrays(
             if tc.masking == "random":
                 keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator) & allowed_t
             with autocast(device, tc.precision):
-                loss = loss_fn(model(xb, keep, collapse=collapse), yb)
+                if isinstance(model, MaskSDMEnsemble):  # each member by its own loss
+                    loss = sum(loss_fn(z, yb) for z in model.member_logits(xb, keep, collapse=collapse))
+                else:
+                    loss = loss_fn(model(xb, keep, collapse=collapse), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -345,7 +371,7 @@ def train_arrays(
         _save_state(run_dir / "resume", model, optimizer, generator, {**info, "config": config.to_dict()})
         write_text(run_dir / "metrics.csv", pd.DataFrame(info["history"]).to_csv(index=False))
         bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{val_auc:.3f}", best=f"{info['best_auc']:.3f}")
-        if tc.patience and info["bad_epochs"] >= tc.patience:
+        if patience and info["bad_epochs"] >= patience:
             stopped_early = True
             break
     bar.close()

@@ -60,8 +60,7 @@ import torch
 
 from masksdm.data.plotdata import PlotData
 from masksdm.data.splits import fold_split, spatial_folds
-from masksdm.evaluation.baselines import BASELINES, compare_baselines
-from masksdm.evaluation.paired import paired_test
+from masksdm.evaluation.baselines import BASELINES, compare_baselines, paired_tests
 from masksdm.model.config import RunConfig, load_config, preset
 from masksdm.model.training import ensure_trained
 from masksdm.workspace import prepare_workspace
@@ -253,20 +252,16 @@ def run_dataset(
 
 
 def tables(per_species: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean AUC per (setting, method) over (fold, species) pairs, and MaskSDM's paired tests."""
+    """Mean AUC x100 per (setting, method) over (fold, species) pairs, and MaskSDM's paired tests
+    over those pairs (differences x100)."""
     table = per_species.pivot_table(index="method", columns="setting", values="auc", aggfunc="mean", sort=False)
-    rows = []
-    key = ["fold", "species"]
-    for (setting, method), frame in per_species.groupby(["setting", "method"], sort=False):
-        if method == "MaskSDM":
-            continue
-        ours = per_species.query("setting == @setting and method == 'MaskSDM'").set_index(key)["auc"]
-        theirs = frame.set_index(key)["auc"]
-        t = paired_test(ours.loc[theirs.index].to_numpy(), theirs.to_numpy(), seed=seed)
-        rows.append({"setting": setting, "method": method, "difference": 100 * t.mean_difference,
-                     "ci_low": 100 * t.ci_low, "ci_high": 100 * t.ci_high, "p": t.p_value,
-                     "better": f"{t.wins}/{t.n_pairs}"})
-    return 100 * table, pd.DataFrame(rows)
+    t = paired_tests(per_species, seed=seed, by=("fold", "species"))
+    tests = pd.DataFrame({
+        "setting": t["setting"], "method": t["method"], "difference": 100 * t["mean_difference"],
+        "ci_low": 100 * t["ci_low"], "ci_high": 100 * t["ci_high"], "p": t["p_value"],
+        "better": [f"{w}/{n}" for w, n in zip(t["wins"], t["n_species"], strict=True)],
+    }) if len(t) else t
+    return 100 * table, tests
 
 
 def headline(per_species: pd.DataFrame) -> pd.DataFrame:

@@ -147,11 +147,12 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         base = preset(self.preset)
         model_changes = {"d_token": self.d_token, "n_blocks": self.n_blocks}
         model = replace(base.model, **{k: v for k, v in model_changes.items() if v is not None})
-        train_changes = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "patience": self.patience}
-        changes = {k: v for k, v in train_changes.items() if v is not None}
+        config = replace(base, model=model)
         if self.epochs is not None:
-            changes["min_steps"] = 0
-        return replace(base, model=model).replace_train(**changes, seed=int(self.seed), device=self.device)
+            config = config.with_epochs(self.epochs)
+        train_changes = {"batch_size": self.batch_size, "lr": self.lr, "patience": self.patience}
+        changes = {k: v for k, v in train_changes.items() if v is not None}
+        return config.replace_train(**changes, seed=int(self.seed), device=self.device)
 
     def fit(self, X: Any, Y: Any) -> MaskSDMClassifier:
         """Train on a table.

@@ -29,14 +29,14 @@ def run_config(args: argparse.Namespace):
 
     config = load_config(args.config) if args.config else preset(args.preset)
     changes = {}
-    for key in ("epochs", "device", "masking", "seed", "batch_size"):
+    for key in ("device", "masking", "seed", "batch_size"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
-    if "epochs" in changes:  # epochs asked for are the epochs run, whatever the table's size
-        changes["min_steps"] = 0
     if getattr(args, "use", None):
         changes["use"] = tuple(csv_list(args.use))
+    if getattr(args, "epochs", None) is not None:
+        config = config.with_epochs(args.epochs)
     return config.replace_train(**changes) if changes else config
 
 

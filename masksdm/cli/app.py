@@ -19,7 +19,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = preset("cpu")
     if args.epochs:
-        config = config.replace_train(epochs=args.epochs, min_steps=0)
+        config = config.with_epochs(args.epochs)
     result = run_demo(args.out, seed=args.seed, n_plots=args.plots, n_species=args.species, config=config,
                       force=args.force, progress=not args.quiet)
     table = result.table.rename(columns={"mean_auc": "MaskSDM_AUC", "bayes_auc": "Bayes_AUC", "mean_tss": "MaskSDM_TSS"})

@@ -53,6 +53,7 @@ __all__ = [
     "format_comparison",
     "impute_withheld",
     "make_baseline",
+    "paired_tests",
 ]
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,7 @@ def compare_baselines(
         mean_auc=("auc", "mean"), mean_tss=("tss", "mean"), n_species=("auc", "count")
     ).reset_index()
     summary["seconds"] = [seconds[k] for k in order]
-    return BaselineComparison(summary, per_species, _paired_tests(per_species, seed=seed))
+    return BaselineComparison(summary, per_species, paired_tests(per_species, seed=seed))
 
 
 def _per_species(
@@ -387,14 +388,18 @@ def _per_species(
     return pd.concat(frames, ignore_index=True)
 
 
-def _paired_tests(per_species: pd.DataFrame, *, seed: int) -> pd.DataFrame:
-    """MaskSDM against every baseline method of its setting, paired over species (AUC)."""
+def paired_tests(per_species: pd.DataFrame, *, seed: int = 0, by: Sequence[str] = ("species",)) -> pd.DataFrame:
+    """MaskSDM against every other method of its setting, AUC paired over the rows' ``by`` keys
+    (species; or fold and species when ``per_species`` pools cross-validation folds): one row per
+    (setting, method), as :attr:`BaselineComparison.tests`."""
     rows = []
+    key = list(by)
     for (setting, method), frame in per_species.groupby(["setting", "method"], sort=False):
         if method == _MASKSDM:
             continue
-        ours = per_species.query("setting == @setting and method == @_MASKSDM").set_index("species")["auc"]
-        t = paired_test(ours.loc[frame["species"]].to_numpy(), frame["auc"].to_numpy(), seed=seed)
+        ours = per_species[(per_species["setting"] == setting) & (per_species["method"] == _MASKSDM)]
+        theirs = frame.set_index(key)["auc"]
+        t = paired_test(ours.set_index(key)["auc"].loc[theirs.index].to_numpy(), theirs.to_numpy(), seed=seed)
         rows.append({"setting": setting, "method": method, "mean_difference": t.mean_difference,
                      "ci_low": t.ci_low, "ci_high": t.ci_high, "p_value": t.p_value, "n_species": t.n_pairs,
                      "wins": t.wins, "losses": t.losses})

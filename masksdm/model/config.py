@@ -162,6 +162,10 @@ class RunConfig:
     def replace_train(self, **changes: Any) -> RunConfig:
         return replace(self, train=replace(self.train, **changes))
 
+    def with_epochs(self, epochs: int) -> RunConfig:
+        """At most ``epochs`` epochs, exactly as asked: ``train.min_steps`` no longer lengthens them."""
+        return self.replace_train(epochs=epochs, min_steps=0)
+
     def replace_model(self, **changes: Any) -> RunConfig:
         return replace(self, model=replace(self.model, **changes))
 

@@ -293,7 +293,7 @@ def train_arrays(
     y_train = torch.from_numpy(train_y).to(device)
     allowed_t = torch.from_numpy(allowed).to(device)
     y_val = torch.from_numpy(val_y).to(device)
-    group_names = masking_groups(predictors)
+    group_names = masking_groups(predictors)  # ungrouped table columns each their own unit
     group_of = torch.tensor([group_names.index(g) for g in _masking_group_of(predictors)], device=device)
 
     card = ModelCard(

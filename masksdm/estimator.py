@@ -69,7 +69,10 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         d_token: token width; must be divisible by the preset's number of heads (4 for ``"cpu"``,
             8 for ``"paper"``) (``None``: the preset's).
         n_blocks: transformer blocks (``None``: the preset's).
-        patience: early-stopping patience in epochs, 0 = never (``None``: the preset's).
+        patience: early-stopping patience in epochs, 0 = never (``None``: the preset's); used
+            with ``select="best"`` only.
+        select: ``"best"`` (keep the epoch of best validation AUC) or ``"last"`` (run the whole
+            schedule, keep its last epoch; the ``cpu`` preset's) (``None``: the preset's).
         validation_fraction: share of the rows held out (seeded, at random; redrawn while no
             species has a presence and an absence among them) to select the best epoch and the
             max-TSS thresholds; the others train and give the normalisation.
@@ -94,7 +97,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
     the learning rate.
 
     Attributes:
-        model_: the trained :class:`~masksdm.model.network.MaskSDM` (best validation epoch).
+        model_: the trained :class:`~masksdm.model.network.MaskSDM` (the epoch ``select`` kept).
         card_: its :class:`~masksdm.model.checkpoint.ModelCard` (predictors, species,
             normalisation fitted on the training rows, thresholds, metrics).
         classes_: species names (multi-label), or the two labels of a 1-D ``y``.
@@ -112,6 +115,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         d_token: int | None = None,
         n_blocks: int | None = None,
         patience: int | None = None,
+        select: str | None = None,
         validation_fraction: float = 0.15,
         groups: Mapping[str, str] | None = None,
         seed: int = 0,
@@ -125,6 +129,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         self.d_token = d_token
         self.n_blocks = n_blocks
         self.patience = patience
+        self.select = select
         self.validation_fraction = validation_fraction
         self.groups = groups
         self.seed = seed
@@ -150,7 +155,7 @@ class MaskSDMClassifier(ClassifierMixin, BaseEstimator):
         config = replace(base, model=model)
         if self.epochs is not None:
             config = config.with_epochs(self.epochs)
-        train_changes = {"batch_size": self.batch_size, "lr": self.lr, "patience": self.patience}
+        train_changes = {"batch_size": self.batch_size, "lr": self.lr, "patience": self.patience, "select": self.select}
         changes = {k: v for k, v in train_changes.items() if v is not None}
         return config.replace_train(**changes, seed=int(self.seed), device=self.device)
 

@@ -36,7 +36,7 @@ def test_ensemble_needs_two_members():
     with pytest.raises(ValueError, match="at least 2"):
         MaskSDMEnsemble(1, n_predictors=2, n_species=2)
     with pytest.raises(ConfigError, match="ensemble"):
-        tiny_config().replace_model(ensemble=0)
+        tiny_config().replace_model(ensemble=-1)
 
 
 def test_trained_ensemble_saves_loads_and_trains_each_member(tiny_workspace, tmp_path):
@@ -58,3 +58,24 @@ def test_trained_ensemble_saves_loads_and_trains_each_member(tiny_workspace, tmp
             assert mean_auc(member_logits.numpy(), y_val) > 0.6
     heads = [m.head.weight.detach() for m in model.members]
     assert not torch.allclose(heads[0], heads[1])
+
+
+def test_auto_ensemble_follows_the_table_size(tiny_workspace, tmp_path):
+    from masksdm.model.config import AUTO_ENSEMBLE, AUTO_ENSEMBLE_MAX_ROWS, for_table, preset
+
+    auto = preset("cpu")
+    assert auto.model.ensemble == 0 and preset("paper").model.ensemble == 1
+    assert for_table(auto, AUTO_ENSEMBLE_MAX_ROWS - 1).model.ensemble == AUTO_ENSEMBLE
+    assert for_table(auto, AUTO_ENSEMBLE_MAX_ROWS).model.ensemble == 1
+    assert for_table(auto.replace_model(ensemble=2), 10).model.ensemble == 2  # a number given stays
+    # a small workspace trains the ensemble, its card records the concrete count, and a rerun reuses it
+    from masksdm.model.training import ensure_trained
+
+    config = tiny_config(epochs=2).replace_model(ensemble=0)
+    run = tmp_path / "auto"
+    ensure_trained(tiny_workspace, run, config, progress=False)
+    model, card = load_checkpoint(run)
+    assert isinstance(model, MaskSDMEnsemble) and card.config.model.ensemble == AUTO_ENSEMBLE
+    stamp = (run / "model.safetensors").stat().st_mtime_ns
+    ensure_trained(tiny_workspace, run, config, progress=False)
+    assert (run / "model.safetensors").stat().st_mtime_ns == stamp

@@ -215,3 +215,27 @@ def test_ungrouped_table_columns_are_masked_one_by_one():
                   Predictor("bio_1", "WorldClim", "raster", ""), Predictor("bio_12", "WorldClim", "raster", ""),
                   Predictor("Longitude", "Location", "table", "")]
     assert masking_groups(predictors) == ["elevation", "slope", "WorldClim", "Location"]
+
+
+def test_select_last_runs_the_whole_schedule_and_keeps_the_last_epoch(tiny_workspace, tmp_path):
+    result = train(tiny_workspace, tmp_path / "last", config=tiny_config(epochs=5, patience=1, lr=1e-7, select="last"),
+                   progress=False)
+    assert result.epochs_run == 5 and result.best_epoch == 5 and not result.stopped_early
+    _, card = load_checkpoint(result.run_dir)
+    assert card.metrics["best_epoch"] == 5
+    with pytest.raises(ConfigError, match="select"):
+        tiny_config(select="first")
+
+
+def test_location_predictors_get_their_own_frequency_scale(tiny_workspace):
+    from masksdm.model.checkpoint import ModelCard, build_model
+
+    config = tiny_config().replace_model(n_frequencies=64, frequency_init_scale=0.1, location_frequency_scale=3.0)
+    card = ModelCard(config, tiny_workspace.predictors, tiny_workspace.species_names, tiny_workspace.normalisation)
+    spread = build_model(card).tokenizer.frequencies.detach().std(dim=1)
+    location = np.array([p.group == "Location" for p in card.predictors])
+    assert location.sum() == 2
+    assert (spread[location] > 1.5).all() and (spread[~location] < 0.2).all()
+    plain = build_model(ModelCard(tiny_config().replace_model(n_frequencies=64, frequency_init_scale=0.1),
+                                  card.predictors, card.species, card.normalisation))
+    assert (plain.tokenizer.frequencies.detach().std(dim=1) < 0.2).all()

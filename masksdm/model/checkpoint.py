@@ -131,6 +131,8 @@ class ModelCard:
 def build_model(card: ModelCard) -> Network:
     """A freshly initialised network with the card's sizes (an ensemble when ``model.ensemble > 1``)."""
     m = card.config.model
+    if m.ensemble == 0:
+        raise CheckpointError("model.ensemble is 0 (auto): make the config concrete with for_table(config, n_train) first")
     sizes: dict[str, Any] = dict(
         n_predictors=len(card.predictors) - len(card.d_embeddings),
         n_species=len(card.species),
@@ -141,7 +143,10 @@ def build_model(card: ModelCard) -> Network:
         ffn_factor=m.ffn_factor,
         dropout=m.dropout,
         n_frequencies=m.n_frequencies,
-        frequency_init_scale=m.frequency_init_scale,
+        frequency_init_scale=[
+            m.location_frequency_scale if m.location_frequency_scale and p.group == "Location" else m.frequency_init_scale
+            for p in card.predictors if not p.is_embedding
+        ],
     )
     return MaskSDMEnsemble(m.ensemble, **sizes) if m.ensemble > 1 else MaskSDM(**sizes)
 

@@ -47,17 +47,25 @@ class PeriodicTokenizer(nn.Module):
     Input (B, P) -> output (B, P, d_token).
     """
 
-    def __init__(self, *, n_predictors: int, d_token: int, n_frequencies: int, frequency_init_scale: float) -> None:
+    def __init__(
+        self, *, n_predictors: int, d_token: int, n_frequencies: int, frequency_init_scale: float | Sequence[float]
+    ) -> None:
         super().__init__()
         self.frequencies = nn.Parameter(torch.empty(n_predictors, n_frequencies))
         self.weight = nn.Parameter(torch.empty(n_predictors, 2 * n_frequencies, d_token))
         self.bias = nn.Parameter(torch.empty(n_predictors, d_token))
-        self.frequency_init_scale = frequency_init_scale
+        scales = [float(frequency_init_scale)] * n_predictors if isinstance(frequency_init_scale, int | float) \
+            else [float(v) for v in frequency_init_scale]
+        if len(scales) != n_predictors:
+            raise ValueError(f"got {len(scales)} frequency init scales for {n_predictors} predictors")
+        self.frequency_init_scales = scales
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        s = self.frequency_init_scale
-        nn.init.trunc_normal_(self.frequencies, 0.0, s, a=-3 * s, b=3 * s)
+        scales = self.frequency_init_scales
+        rows = [self.frequencies.data] if len(set(scales)) == 1 else list(self.frequencies.data)
+        for row, s in zip(rows, scales, strict=False):  # one scale: one draw for the whole matrix
+            nn.init.trunc_normal_(row, 0.0, s, a=-3 * s, b=3 * s)
         bound = 1 / math.sqrt(self.weight.shape[1])
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
@@ -120,7 +128,8 @@ class MaskSDM(nn.Module):
         ffn_factor: FFN hidden width as a multiple of d_token (paper: 4/3).
         dropout: dropout on attention probabilities, FFN hidden units and residual branches.
         n_frequencies: learnable frequencies per predictor (paper: 48).
-        frequency_init_scale: std of the truncated-normal frequency init (paper: 0.01).
+        frequency_init_scale: std of the truncated-normal frequency init (paper: 0.01), one for
+            all predictors or one per predictor.
 
     Example:
         >>> model = MaskSDM(n_predictors=3, n_species=5, d_token=16, n_blocks=1, n_heads=2)
@@ -141,7 +150,7 @@ class MaskSDM(nn.Module):
         ffn_factor: float = 4 / 3,
         dropout: float = 0.1,
         n_frequencies: int = 48,
-        frequency_init_scale: float = 0.01,
+        frequency_init_scale: float | Sequence[float] = 0.01,
     ) -> None:
         super().__init__()
         if n_predictors < 1 or n_species < 1 or n_blocks < 1:

@@ -41,7 +41,7 @@ from masksdm.model.checkpoint import (
     read_card,
     save_checkpoint,
 )
-from masksdm.model.config import RunConfig, TrainConfig
+from masksdm.model.config import RunConfig, TrainConfig, for_table
 from masksdm.model.inference import (
     autocast,
     model_inputs,
@@ -268,6 +268,8 @@ def train_arrays(
             "rows or species observed at more of them"
         )
     _prepare_run_dir(run_dir, resume=resume, force=force)
+    if config is not None:
+        config = for_table(config, len(train_x))
     if resume:
         saved = RunConfig.from_dict(json.loads((run_dir / "resume" / "state.json").read_text())["config"])
         if config is not None and config != saved:
@@ -276,7 +278,7 @@ def train_arrays(
                 "or start over with --force"
             )
         config = saved
-    config = config or RunConfig()
+    config = for_table(config or RunConfig(), len(train_x))
     tc = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -310,6 +312,8 @@ def train_arrays(
     n = x_train.shape[0]
     n_batches = math.ceil(n / tc.batch_size)
     epochs, patience, warmup_steps = step_plan(tc, n_batches)
+    if tc.select == "last":  # the whole schedule runs; the last epoch is kept
+        patience = 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, warmup_steps, epochs * n_batches, tc.schedule)
     )
@@ -361,7 +365,7 @@ def train_arrays(
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start,
         }
         info["history"].append(row)
-        improved = val_auc > info["best_auc"]
+        improved = val_auc > info["best_auc"] or tc.select == "last"
         if improved:
             info["best_auc"], info["best_epoch"], info["bad_epochs"] = val_auc, epoch + 1, 0
             card.metrics = {"best_epoch": epoch + 1, "val_mean_auc": val_auc, "complete": False}
@@ -414,6 +418,7 @@ def ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress:
     """Train ``run_dir`` unless it holds a complete run with the same config; resume it when it was
     interrupted with that config, else start over. Comparisons and cross-validation call this so
     that a rerun reuses what is done."""
+    config = for_table(config, int(ws.split_mask("train").sum()))  # as the run's card records it
     if (run_dir / CARD).exists():
         try:
             card, _ = read_card(run_dir)

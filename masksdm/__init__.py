@@ -8,7 +8,8 @@ The names a user needs are here; each is imported on first use, so ``import mask
     ws = masksdm.Workspace("masksdm-demo/workspace")
     model, card = masksdm.load_checkpoint(ws.path / "models" / "main")
     print(masksdm.evaluate(model, card, ws, subsets={"climate": ["WorldClim"], "all": None}).summary)
-    values, _ = masksdm.global_shapley(model, card, ws.features("test"), ws.labels("test"))
+    x, y = masksdm.split_arrays(card, ws, "test")  # the test plots as the model sees them
+    values, _ = masksdm.global_shapley(model, card, x, y)
 
 From a table, in the scikit-learn style: :class:`MaskSDMClassifier`. The package is cut along
 the data flow, each layer importing only those below it: ``masksdm.data`` (sources) ->
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from masksdm.explain.games import global_shapley, local_shapley
     from masksdm.explain.maps import shapley_map
     from masksdm.maps.predict import predict_maps
-    from masksdm.model.checkpoint import ModelCard, load_checkpoint
+    from masksdm.model.checkpoint import ModelCard, load_checkpoint, split_arrays
     from masksdm.model.config import RunConfig, load_config, preset
     from masksdm.model.inference import predict_proba
     from masksdm.model.network import MaskSDM
@@ -68,6 +69,7 @@ _API = {
     "train": "masksdm.model.training",
     "ModelCard": "masksdm.model.checkpoint",
     "load_checkpoint": "masksdm.model.checkpoint",
+    "split_arrays": "masksdm.model.checkpoint",
     "predict_proba": "masksdm.model.inference",
     "MaskSDMClassifier": "masksdm.estimator",
     # outputs
@@ -113,6 +115,7 @@ __all__ = [
     "run_demo",
     "shapley_map",
     "simulate_world",
+    "split_arrays",
     "train",
 ]
 

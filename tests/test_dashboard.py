@@ -61,6 +61,9 @@ def test_explanations(board, map_workspace):
     lon, lat = board.cell_lonlat()
     place = board.place(lon[0], lat[0])
     assert place is not None and board.place(-170.0, -80.0) is None
+    for lon_typed, lat_typed in [(1e308, lat[0]), (-1e308, lat[0]), (lon[0], 1e308), (float("nan"), lat[0]),
+                                 (float("inf"), lat[0]), (lon[0], 95.0)]:  # typed in the box: no cell, no error
+        assert board.place(lon_typed, lat_typed) is None
     local = board.local(species, place, everything)
     probability = board.probability(species, everything)[place.row, place.col]
     assert local.full_value[0, 0] == pytest.approx(probability, abs=1e-5)  # the bars add up to the map

@@ -36,6 +36,7 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_parquet, write_text
     from masksdm.explain.games import global_shapley
     from masksdm.explain.report import global_table, plot_global
+    from masksdm.model.checkpoint import split_arrays
     from masksdm.workspace import Workspace
 
     if not args.workspace:
@@ -44,7 +45,7 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     stem = ws.report_path(f"shapley_global_{args.run}_{args.split}_{args.metric}")
     paths = [check_writable(stem.with_suffix(ext), force=args.force) for ext in (".csv", ".parquet", ".png")]
     model, card = load_model(args)
-    x, labels = ws.features(args.split), ws.labels(args.split)
+    x, labels = split_arrays(card, ws, args.split)
     result, species = global_shapley(model, card, x, labels, players=_players(args), metric=args.metric,
                                      species=args.species, per_species=args.per_species, **_shapley_options(args))
     unit = "AUC x100" if args.metric == "auc" else "probability"
@@ -68,6 +69,7 @@ def cmd_shapley_local(args: argparse.Namespace) -> int:
     from masksdm._io import check_writable, write_parquet, write_text
     from masksdm.explain.games import local_shapley
     from masksdm.explain.report import local_table, plot_local
+    from masksdm.model.checkpoint import split_arrays
     from masksdm.workspace import Workspace
 
     if not args.workspace:
@@ -78,7 +80,7 @@ def cmd_shapley_local(args: argparse.Namespace) -> int:
     pngs = [check_writable(stem.parent / f"{stem.name}_{s.replace(' ', '_')}.png", force=args.force)
             for s in args.species]
     model, card = load_model(args)
-    x = ws.features(args.split)
+    x, _ = split_arrays(card, ws, args.split)
     sites = ws.plots.loc[ws.split_mask(args.split), "plot_id"].to_numpy()
     if args.sites:
         x, sites = x[: args.sites], sites[: args.sites]

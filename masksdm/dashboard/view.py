@@ -14,6 +14,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from masksdm.explain.core import ShapleyResult, coalition_matrix, exact_shapley
 from masksdm.explain.games import local_shapley, resolve_players
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import roc_auc
-from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
+from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint, split_arrays
 from masksdm.model.network import Network
 from masksdm.workspace import Workspace
 
@@ -277,13 +278,18 @@ class Dashboard:
     # --- places and explanations --------------------------------------------------------------
 
     def place(self, lon: float, lat: float) -> Place | None:
-        """The map cell at a WGS84 location, or None outside the grid or off land."""
+        """The map cell at a WGS84 location, or None outside the grid, off land or not a place on
+        Earth (a typed 1e308, NaN, a latitude beyond 90)."""
         from pyproj import Transformer
 
+        if not (np.isfinite(lon) and np.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+            return None
         x, y = lon, lat
         if self.stack.crs is not None and self.stack.crs.to_epsg() != 4326:
             x, y = Transformer.from_crs("EPSG:4326", self.stack.crs, always_xy=True).transform(lon, lat)
         fcol, frow = apply_transform(~self.transform, np.array([x]), np.array([y]))
+        if not (np.isfinite(fcol[0]) and np.isfinite(frow[0])):  # outside the projection's domain
+            return None
         row, col = int(np.floor(frow[0])), int(np.floor(fcol[0]))
         if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
             return None
@@ -302,6 +308,11 @@ class Dashboard:
         return local_shapley(self.model, self.card, self.x[position : position + 1].numpy(), species,
                              players=players, precision="fp32")
 
+    @cached_property
+    def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The workspace's test plots as the model sees them: inputs and labels (see split_arrays)."""
+        return split_arrays(self.card, self.workspace, "test")
+
     @torch.inference_mode()
     def _test_coalitions(self) -> tuple[list[str], np.ndarray, torch.Tensor, np.ndarray]:
         """Players (all groups), their coalitions, the pooled features (C, N, d) of the test plots
@@ -310,12 +321,13 @@ class Dashboard:
             masks = resolve_players("groups", self.card.predictors)
             players, member = list(masks), np.stack(list(masks.values()))
             coalitions = coalition_matrix(len(players))
-            x = torch.as_tensor(self.workspace.features("test")).to(self.device)
+            x_test, y_test = self.test_arrays
+            x = torch.as_tensor(x_test).to(self.device)
             pooled = torch.stack([
                 self.model.encode(x, torch.as_tensor((c[:, None] & member).any(axis=0), device=self.device))
                 for c in coalitions
             ])
-            self._coalitions = (players, coalitions, pooled, self.workspace.labels("test"))
+            self._coalitions = (players, coalitions, pooled, y_test)
         return self._coalitions
 
     @torch.inference_mode()
@@ -363,7 +375,7 @@ class Dashboard:
             x[:, column] = torch.as_tensor(z)
             p = torch.sigmoid(self.model(x.to(self.device), species=i)[:, 0]).cpu().numpy()
         else:
-            base = torch.as_tensor(self.workspace.features("test")[:200])
+            base = torch.as_tensor(self.test_arrays[0][:200])
             rows = base.repeat(n, 1)
             rows[:, column] = torch.as_tensor(np.repeat(z, len(base)))
             logits = self.model(rows.to(self.device), species=i)[:, 0]

@@ -41,7 +41,7 @@ from masksdm.evaluation.imputation import Imputer, make_imputer
 from masksdm.evaluation.paired import paired_test
 from masksdm.evaluation.subsets import default_subsets, subset_logits
 from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
-from masksdm.model.checkpoint import check_predictors, load_checkpoint
+from masksdm.model.checkpoint import load_checkpoint, split_arrays
 from masksdm.workspace import Workspace
 
 __all__ = [
@@ -291,10 +291,10 @@ def compare_baselines(
     model, card = load_checkpoint(ws.run_dir(run))
     if card.config.train.masking != "random":
         raise CheckpointError(f"run '{run}' was trained without masking: compare_baselines needs a MaskSDM run")
-    check_predictors(card, ws.predictor_names)
     splits = list(dict.fromkeys(["train", "val", split]))
-    x = {s: card.features(ws.raw_predictors(s, card.predictor_names)) for s in splits}
-    labels = {s: ws.labels(s, card.species) for s in splits}
+    arrays = {s: split_arrays(card, ws, s) for s in splits}
+    x = {s: a[0] for s, a in arrays.items()}
+    labels = {s: a[1] for s, a in arrays.items()}
     chosen = _choose_species(card, ws, labels, split=split, species=species, max_species=max_species,
                              min_presences=min_presences, seed=seed)
     y = {s: labels[s][:, chosen] for s in splits}

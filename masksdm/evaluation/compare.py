@@ -26,7 +26,7 @@ from masksdm.errors import CheckpointError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
 from masksdm.metrics import mean_auc
-from masksdm.model.checkpoint import load_checkpoint
+from masksdm.model.checkpoint import load_checkpoint, split_arrays
 from masksdm.model.training import ensure_trained
 from masksdm.workspace import Workspace
 
@@ -67,9 +67,8 @@ def compare_subsets(
             oracle_config = card.config.replace_train(masking="none", use=tuple(subset))
             ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
 
-    y = ws.labels(split)
-    x = card.features(ws.raw_predictors(split, card.predictor_names))
-    x_train = card.features(ws.raw_predictors("train", card.predictor_names))
+    x, y = split_arrays(card, ws, split)
+    x_train, _ = split_arrays(card, ws, "train")
     baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
     imputers = {name: make_imputer(name, x_train) for name in imputations}
 

@@ -23,7 +23,7 @@ from masksdm.data.predictors import (
 )
 from masksdm.evaluation.imputation import Imputer
 from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
-from masksdm.model.checkpoint import ModelCard, check_predictors
+from masksdm.model.checkpoint import ModelCard, split_arrays
 from masksdm.model.inference import model_inputs, predict_logits
 from masksdm.model.network import Network
 from masksdm.workspace import Workspace
@@ -92,9 +92,7 @@ def evaluate(
     batch_size: int = 4096,
 ) -> Evaluation:
     """Evaluate a model on a workspace split under each predictor subset."""
-    check_predictors(card, workspace.predictor_names)
-    y = workspace.labels(split, card.species)
-    x = card.features(workspace.raw_predictors(split, card.predictor_names))
+    x, y = split_arrays(card, workspace, split)
     subsets = default_subsets(card) if subsets is None else subsets
     thresholds = None
     if card.thresholds is not None:

@@ -22,7 +22,7 @@ from masksdm.data.grid import COMPUTED_PREDICTORS, RasterStack
 from masksdm.data.predictors import catalogue_entry, input_widths, subset_mask
 from masksdm.errors import ConfigError, RasterError
 from masksdm.metrics import max_tss
-from masksdm.model.checkpoint import ModelCard
+from masksdm.model.checkpoint import ModelCard, split_arrays
 from masksdm.model.inference import predict_logits_tensor
 from masksdm.model.network import Network
 
@@ -198,7 +198,8 @@ def resolve_threshold(
         raise ConfigError(f"unknown threshold rule {rule!r}: use max_tss, sensitivity:0.9 or a number such as 0.5")
     if workspace is None:
         raise ConfigError(f"threshold rule {rule!r} is computed on the validation plots: give --workspace DIR")
-    x, y = workspace.features("val"), workspace.labels("val")[:, list(species_index)]
+    x, labels = split_arrays(card, workspace, "val")
+    y = labels[:, list(species_index)]
     logits = predict_logits_tensor(model, x, torch.as_tensor(visible), species=np.asarray(species_index))
     p = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
     if match:

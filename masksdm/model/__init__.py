@@ -4,7 +4,13 @@ safetensors + JSON checkpoints, inference from any predictor subset, and masked 
 Reads the workspace; knows nothing of evaluation, maps or Shapley values.
 """
 
-from masksdm.model.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
+from masksdm.model.checkpoint import (
+    ModelCard,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+    split_arrays,
+)
 from masksdm.model.config import ModelConfig, RunConfig, TrainConfig, load_config, preset
 from masksdm.model.inference import predict_logits, predict_proba, resolve_device
 from masksdm.model.network import MaskSDM
@@ -25,5 +31,6 @@ __all__ = [
     "read_card",
     "resolve_device",
     "save_checkpoint",
+    "split_arrays",
     "train",
 ]

@@ -3,7 +3,13 @@
 A run folder holds ``model.safetensors`` (the weights) and ``model.json`` (the card): format
 version, package version, run config, predictor names/groups/units in input order, normalisation
 statistics, species names in output order, thresholds, metrics, and the size and sha256 of the
-weights file. Loading checks all of it and says precisely what does not match.
+weights file. The weights file's metadata holds the sha256 of the card, so an edit of
+``model.json`` after training (a species renamed, a threshold changed) is found too. Loading checks
+all of it and says precisely what does not match.
+
+A model is used on a workspace's plots through :func:`split_arrays`: predictors by name in the
+model's order with the model's normalisation, labels by species name, and a check that the
+workspace still splits its plots as it did when the model was trained.
 """
 
 from __future__ import annotations
@@ -15,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from masksdm._io import atomic_path, write_json
@@ -29,6 +35,9 @@ from masksdm.errors import CheckpointError, DataError
 from masksdm.model.config import RunConfig
 from masksdm.model.network import MaskSDM, MaskSDMEnsemble, Network
 
+if TYPE_CHECKING:
+    from masksdm.workspace import Workspace
+
 __all__ = [
     "CARD",
     "FORMAT",
@@ -36,10 +45,13 @@ __all__ = [
     "ModelCard",
     "build_model",
     "check_predictors",
+    "check_training_plots",
     "load_checkpoint",
+    "plot_digest",
     "read_card",
     "save_checkpoint",
     "sha256_file",
+    "split_arrays",
 ]
 
 FORMAT = "masksdm-checkpoint/1"
@@ -57,7 +69,12 @@ def sha256_file(path: Path) -> str:
 
 @dataclass
 class ModelCard:
-    """Everything needed to use a trained model on new data."""
+    """Everything needed to use a trained model on new data.
+
+    ``data``: what the model was trained on, when it came from a workspace: ``train_plots`` and
+    ``val_plots``, digests of the plot ids (:func:`plot_digest`) that :func:`check_training_plots`
+    compares with a workspace's split, and ``n_train`` / ``n_val``.
+    """
 
     config: RunConfig
     predictors: list[Predictor]
@@ -65,6 +82,7 @@ class ModelCard:
     normalisation: dict[str, dict[str, float]]
     thresholds: list[float | None] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     masksdm_version: str = __version__
     created: str = ""
 
@@ -112,6 +130,7 @@ class ModelCard:
             "normalisation": self.normalisation,
             "thresholds": self.thresholds,
             "metrics": self.metrics,
+            "data": self.data,
         }
 
     @classmethod
@@ -123,6 +142,7 @@ class ModelCard:
             normalisation=data["normalisation"],
             thresholds=data.get("thresholds"),
             metrics=data.get("metrics", {}),
+            data=data.get("data", {}),
             masksdm_version=data.get("masksdm_version", ""),
             created=data.get("created", ""),
         )
@@ -161,9 +181,9 @@ def save_checkpoint(run_dir: str | Path, model: Network, card: ModelCard) -> Pat
             f"has {model.n_tokens} and {model.n_species}"
         )
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(run_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
     card_dict = card.to_dict()
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "card_sha256": _card_digest(card_dict)})
     card_dict["weights"] = {
         "file": WEIGHTS,
         "bytes": (run_dir / WEIGHTS).stat().st_size,
@@ -171,6 +191,13 @@ def save_checkpoint(run_dir: str | Path, model: Network, card: ModelCard) -> Pat
     }
     write_json(run_dir / CARD, card_dict)
     return run_dir
+
+
+def _card_digest(card_dict: dict[str, Any]) -> str:
+    """sha256 of a card's content as JSON writes it (keys sorted), without its ``weights`` entry."""
+    content = {k: v for k, v in card_dict.items() if k != "weights"}
+    canonical = json.dumps(json.loads(json.dumps(content)), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def read_card(run_dir: str | Path) -> tuple[ModelCard, dict[str, Any]]:
@@ -221,6 +248,8 @@ def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") 
         )
     try:
         state = load_file(str(weights))
+        with safe_open(str(weights), "pt") as f:
+            recorded = (f.metadata() or {}).get("card_sha256")
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"'{weights}' cannot be read as safetensors ({err}): retrain or restore it") from None
     model = build_model(card)
@@ -239,6 +268,12 @@ def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") 
                 "shape mismatches " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:5])
             )
         raise CheckpointError(f"'{weights}' does not fit the config in model.json: " + "; ".join(details))
+    if recorded is not None and recorded != _card_digest(raw):  # checkpoints of 0.x before the digest have none
+        raise CheckpointError(
+            f"'{run_dir / CARD}' was edited after training (it no longer matches the card recorded with "
+            "the weights): species, predictors, normalisation and thresholds must stay as trained; "
+            "restore model.json or retrain"
+        )
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, card
@@ -253,3 +288,45 @@ def check_predictors(card: ModelCard, available: Sequence[str]) -> None:
             "or use a model trained on this workspace (missing predictors may also be given as NA "
             "columns: MaskSDM masks them)"
         )
+
+
+def plot_digest(plot_ids: Sequence[Any] | np.ndarray) -> str:
+    """sha256 of a set of plot ids (as text, sorted): what a model records of its training plots."""
+    ids = sorted(str(i) for i in np.asarray(plot_ids).tolist())
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def check_training_plots(card: ModelCard, workspace: Workspace) -> None:
+    """Raise when the workspace no longer has the model's training and validation plots in its
+    train and val splits (rebuilt with another seed, block size or table): its test plots may then
+    be plots the model was trained on, and any score an inflated one. Models trained from arrays
+    record no plots and pass."""
+    for split in ("train", "val"):
+        recorded = card.data.get(f"{split}_plots")
+        if recorded is None:
+            continue
+        ids = workspace.plots.loc[workspace.split_mask(split), "plot_id"].to_numpy()
+        if plot_digest(ids) != recorded:
+            raise DataError(
+                f"the model was trained on other {split} plots than workspace '{workspace.path}' now "
+                f"holds in its {split} split ({card.data.get(f'n_{split}', '?')} then, {len(ids)} now): the "
+                "workspace was rebuilt after training (e.g. `prepare --force` with another seed, block "
+                "size or table). Scores on it would mix training and test plots: retrain on this "
+                "workspace (`masksdm train --force`) or use the workspace the model was trained on"
+            )
+
+
+def split_arrays(card: ModelCard, workspace: Workspace, split: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A workspace split as the model sees it: inputs (N, n_columns) float32 with the model's
+    predictors by name, in its order, normalised with its statistics; labels (N, S) bool by
+    species name in the model's output order (all False for a species the workspace lacks).
+
+    Raises:
+        CheckpointError: the workspace lacks predictors the model needs.
+        DataError: the workspace's split is not the one the model was trained with
+            (:func:`check_training_plots`).
+    """
+    check_predictors(card, workspace.predictor_names)
+    check_training_plots(card, workspace)
+    x = card.features(workspace.raw_predictors(split, card.predictor_names))
+    return x, workspace.labels(split, card.species)

@@ -37,7 +37,9 @@ from masksdm.model.checkpoint import (
     CARD,
     ModelCard,
     build_model,
+    check_training_plots,
     load_checkpoint,
+    plot_digest,
     read_card,
     save_checkpoint,
 )
@@ -203,7 +205,17 @@ def train(
         train_arr["x"], train_arr["y"], val_arr["x"], val_arr["y"],
         predictors=ws.predictors, species=ws.species_names, normalisation=ws.normalisation,
         run_dir=run_dir, config=config, resume=resume, force=force, progress=progress,
+        data=_training_plots(ws),
     )
+
+
+def _training_plots(ws: Workspace) -> dict[str, Any]:
+    """What a model records of the workspace plots it is trained and validated on."""
+    out: dict[str, Any] = {}
+    for split in ("train", "val"):
+        ids = ws.plots.loc[ws.split_mask(split), "plot_id"].to_numpy()
+        out[f"{split}_plots"], out[f"n_{split}"] = plot_digest(ids), len(ids)
+    return out
 
 
 def _check_arrays(
@@ -238,6 +250,7 @@ def train_arrays(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    data: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train MaskSDM (or the unmasked baseline) from arrays; :func:`train` reads them from a workspace.
 
@@ -253,6 +266,8 @@ def train_arrays(
         normalisation: name -> ``{"mean": ..., "std": ...}`` of every tabular predictor, stored in
             the card so that :meth:`ModelCard.features` normalises new raw values the same way.
         run_dir, config, resume, force, progress: as :func:`train`.
+        data: what the rows are, recorded in the card (:attr:`ModelCard.data`); :func:`train`
+            gives the digests of the workspace's training and validation plots.
     """
     run_dir = Path(run_dir)
     predictors, species = list(predictors), [str(s) for s in species]
@@ -271,11 +286,17 @@ def train_arrays(
     if config is not None:
         config = for_table(config, len(train_x))
     if resume:
-        saved = RunConfig.from_dict(json.loads((run_dir / "resume" / "state.json").read_text())["config"])
+        state = json.loads((run_dir / "resume" / "state.json").read_text())
+        saved = RunConfig.from_dict(state["config"])
         if config is not None and config != saved:
             raise ConfigError(
                 f"run '{run_dir}' was started with another config: resume without --config/--preset, "
                 "or start over with --force"
+            )
+        if "data" in state and state["data"] != dict(data or {}):
+            raise DataError(
+                f"run '{run_dir}' was started on other training or validation plots (the workspace was "
+                "rebuilt since): start over with --force"
             )
         config = saved
     config = for_table(config or RunConfig(), len(train_x))
@@ -303,6 +324,7 @@ def train_arrays(
         predictors=predictors,
         species=species,
         normalisation={p.name: dict(normalisation[p.name]) for p in predictors if not p.is_embedding},
+        data=dict(data or {}),
     )
     model = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
@@ -372,7 +394,7 @@ def train_arrays(
             save_checkpoint(run_dir, model, card)
         else:
             info["bad_epochs"] += 1
-        _save_state(run_dir / "resume", model, optimizer, generator, {**info, "config": config.to_dict()})
+        _save_state(run_dir / "resume", model, optimizer, generator, {**info, "config": config.to_dict(), "data": card.data})
         write_text(run_dir / "metrics.csv", pd.DataFrame(info["history"]).to_csv(index=False))
         bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{val_auc:.3f}", best=f"{info['best_auc']:.3f}")
         if patience and info["bad_epochs"] >= patience:
@@ -414,20 +436,30 @@ def train_arrays(
     )
 
 
+def _same_plots(card: ModelCard, ws: Workspace) -> bool:
+    try:
+        check_training_plots(card, ws)
+    except DataError:
+        log.info("%s was trained on another split of the plots: training again", ws.path)
+        return False
+    return True
+
+
 def ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress: bool = True) -> None:
     """Train ``run_dir`` unless it holds a complete run with the same config; resume it when it was
     interrupted with that config, else start over. Comparisons and cross-validation call this so
     that a rerun reuses what is done."""
     config = for_table(config, int(ws.split_mask("train").sum()))  # as the run's card records it
+    card = None
     if (run_dir / CARD).exists():
         try:
             card, _ = read_card(run_dir)
         except CheckpointError:
             card = None
-        if card is not None and card.config == config and card.metrics.get("complete"):
+        if card is not None and card.config == config and card.metrics.get("complete") and _same_plots(card, ws):
             log.info("reusing %s", run_dir)
             return
-    resumable = (run_dir / "resume" / "state.json").exists()
+    resumable = (run_dir / "resume" / "state.json").exists() and (card is None or _same_plots(card, ws))
     if resumable:
         saved = json.loads((run_dir / "resume" / "state.json").read_text())["config"]
         resumable = RunConfig.from_dict(saved) == config

@@ -9,20 +9,110 @@ override the preset; unknown keys are rejected by name::
     [train]
     epochs = 80
     loss = "bce"
+
+Every field is checked against its annotation and range when a config is built (from TOML, from a
+dict, or directly, e.g. ``TrainConfig(epochs=...)``): a bad value raises one
+:class:`~masksdm.errors.ConfigError` naming its key, such as ``train.epochs must be a positive
+integer, got 'ten' (str)``. Integers take ints (numpy's too) but not bools or floats; numbers take
+ints and floats, finite, but not bools; strings take str; a list of names takes a list or tuple of
+str but not one bare string.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
 
 from masksdm.errors import ConfigError
 
 __all__ = ["AUTO_ENSEMBLE", "AUTO_ENSEMBLE_MAX_ROWS", "PRESETS", "ModelConfig", "RunConfig", "TrainConfig", "for_table", "load_config", "preset"]
+
+
+def _field(default: Any, interval: str = "", *, choices: tuple[str, ...] = (), note: str = "") -> Any:
+    """A config field with its allowed values, checked by :func:`_check_fields`: a number in
+    ``interval`` (such as ``"[0, 1)"``, ``"(0, inf)"``) or a string among ``choices``; ``note``
+    follows the range in the error message."""
+    return field(default=default, metadata={"interval": interval, "choices": choices, "note": note})
+
+
+def _bound(text: str) -> float:
+    text = text.strip()
+    return float(2 ** int(text[3:])) if text.startswith("2**") else float(text)
+
+
+def _inside(value: float, interval: str) -> bool:
+    low, high = (_bound(t) for t in interval[1:-1].split(","))
+    above = low < value if interval[0] == "(" else low <= value
+    return above and (value < high if interval[-1] == ")" else value <= high)
+
+
+def _describe(kind: type, interval: str, note: str) -> str:
+    """What a number field takes, in words: ``a positive integer``, ``a number in [0, 1)``."""
+    noun = "an integer" if kind is int else "a number"
+    if interval == "(0, inf)" or (kind is int and interval == "[1, inf)"):
+        what = f"a positive {noun.split()[1]}"
+    elif interval.endswith(", inf)"):
+        what = f"{noun} {'>' if interval[0] == '(' else '>='} {interval[1:].split(',')[0]}"
+    else:
+        what = f"{noun} in {interval}" if interval else noun
+    return f"{what} ({note})" if note else what
+
+
+_HINTS: dict[type, dict[str, Any]] = {}  # each config class's resolved field annotations
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _checked(key: str, value: Any, kind: Any, meta: Any) -> Any:
+    """``value`` of config key ``key`` (annotated ``kind``) checked and normalised (int, float,
+    str, tuple); ConfigError naming the key otherwise."""
+    got = f"got {value!r} ({type(value).__name__})"
+    if kind is int or kind is float:
+        interval, note = meta.get("interval", ""), meta.get("note", "")
+        ok = isinstance(value, numbers.Integral if kind is int else numbers.Real) and not isinstance(value, bool)
+        if ok:
+            value = int(value) if kind is int else float(value)
+            ok = math.isfinite(value) and (not interval or _inside(value, interval))
+        if not ok:
+            raise ConfigError(f"{key} must be {_describe(kind, interval, note)}, {got}")
+        return value
+    if kind is str:
+        choices = meta.get("choices", ())
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise ConfigError(f"{key} must be {f'one of {choices}' if choices else 'a string'}, {got}")
+        return str(value)
+    if get_origin(kind) is tuple and get_args(kind) == (str, ...):
+        if isinstance(value, str):
+            name = key.rpartition(".")[2]
+            raise ConfigError(f"{key} must be a list of names, {got}: write {name} = {json.dumps([value])}")
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of names (strings), {got}")
+        return tuple(str(v) for v in value)
+    if isinstance(kind, type) and is_dataclass(kind):
+        if not isinstance(value, kind):
+            raise ConfigError(f"{key} must be a {kind.__name__}, {got}")
+        return value
+    raise TypeError(f"config key {key}: no check for values of type {kind!r}")  # a new kind of field
+
+
+def _check_fields(config: Any, section: str) -> None:
+    """Check every field of the dataclass ``config`` against its annotation and :func:`_field`
+    range, normalising it in place; the ConfigError names ``section.field``."""
+    hints = _hints(type(config))
+    for f in fields(config):
+        key = f"{section}.{f.name}" if section else f.name
+        object.__setattr__(config, f.name, _checked(key, getattr(config, f.name), hints[f.name], f.metadata))
 
 
 @dataclass(frozen=True)
@@ -38,26 +128,22 @@ class ModelConfig:
     seed-to-seed spread is largest, else one.
     """
 
-    d_token: int = 192
-    n_blocks: int = 7
-    n_heads: int = 8
-    ffn_factor: float = 4 / 3
-    dropout: float = 0.1
-    n_frequencies: int = 48
-    frequency_init_scale: float = 0.01
-    location_frequency_scale: float = 0.0
-    ensemble: int = 1
+    d_token: int = _field(192, "[1, inf)")
+    n_blocks: int = _field(7, "[1, inf)")
+    n_heads: int = _field(8, "[1, inf)")
+    ffn_factor: float = _field(4 / 3, "(0, inf)")
+    dropout: float = _field(0.1, "[0, 1)")
+    n_frequencies: int = _field(48, "[1, inf)")
+    frequency_init_scale: float = _field(0.01, "(0, inf)")
+    location_frequency_scale: float = _field(0.0, "[0, inf)", note="0: frequency_init_scale")
+    ensemble: int = _field(1, "[0, inf)", note="0: by the table's size, else a number of networks")
 
     def __post_init__(self) -> None:
-        if self.ensemble < 0:
-            raise ConfigError(f"model.ensemble must be 0 (auto) or a number of networks, got {self.ensemble}")
-        for name in ("d_token", "n_blocks", "n_heads", "n_frequencies"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        _check_fields(self, "model")
         if self.d_token % self.n_heads:
             raise ConfigError(f"model.d_token ({self.d_token}) must be divisible by model.n_heads ({self.n_heads})")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if int(self.d_token * self.ffn_factor) < 1:
+            raise ConfigError(f"model.d_token * model.ffn_factor must be at least 1, got {self.d_token} * {self.ffn_factor}")
 
 
 #: ``model.ensemble = 0``: this many networks for tables below :data:`AUTO_ENSEMBLE_MAX_ROWS` training rows.
@@ -106,50 +192,28 @@ class TrainConfig:
             drops the one mask token for all the masked ones); ``"off"`` never.
     """
 
-    epochs: int = 1000
-    batch_size: int = 256
-    eval_batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 1000
-    schedule: str = "constant"
-    loss: str = "weighted"
-    masking: str = "random"
-    group_masking: float = 0.0
+    epochs: int = _field(1000, "[1, inf)")
+    batch_size: int = _field(256, "[1, inf)")
+    eval_batch_size: int = _field(4096, "[1, inf)")
+    lr: float = _field(1e-3, "(0, inf)")
+    weight_decay: float = _field(0.01, "[0, inf)")
+    warmup_steps: int = _field(1000, "[0, inf)")
+    schedule: str = _field("constant", choices=("constant", "cosine"))
+    loss: str = _field("weighted", choices=("weighted", "bce"))
+    masking: str = _field("random", choices=("random", "none"))
+    group_masking: float = _field(0.0, "[0, 1]")
     use: tuple[str, ...] = field(default_factory=tuple)
-    patience: int = 50
-    min_steps: int = 0
-    select: str = "best"
-    seed: int = 42
-    device: str = "auto"
-    precision: str = "auto"
-    threads: int = 0
-    collapse: str = "auto"
+    patience: int = _field(50, "[0, inf)", note="0: never stop early")
+    min_steps: int = _field(0, "[0, inf)", note="0: epochs as given")
+    select: str = _field("best", choices=("best", "last"))
+    seed: int = _field(42, "[0, 2**63)")
+    device: str = _field("auto", choices=("auto", "cpu", "cuda"))
+    precision: str = _field("auto", choices=("auto", "fp32", "bf16"))
+    threads: int = _field(0, "[0, inf)", note="0: torch's default")
+    collapse: str = _field("auto", choices=("auto", "on", "off"))
 
     def __post_init__(self) -> None:
-        choices = {
-            "loss": ("weighted", "bce"),
-            "schedule": ("constant", "cosine"),
-            "masking": ("random", "none"),
-            "device": ("auto", "cpu", "cuda"),
-            "precision": ("auto", "fp32", "bf16"),
-            "collapse": ("auto", "on", "off"),
-            "select": ("best", "last"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"train.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
-        for name in ("patience", "min_steps", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
-        if not 0 <= self.group_masking <= 1:
-            raise ConfigError(f"train.group_masking must be in [0, 1], got {self.group_masking}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        object.__setattr__(self, "use", tuple(self.use))
+        _check_fields(self, "train")
 
 
 @dataclass(frozen=True)
@@ -159,6 +223,9 @@ class RunConfig:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     preset: str = "paper"
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -170,8 +237,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> RunConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a table of preset, [model] and [train], got {type(data).__name__}")
         data = dict(data)
         name = data.pop("preset", "paper")
+        if not isinstance(name, str):
+            raise ConfigError(f'in {where}: preset must be a string such as "cpu", got {name!r} ({type(name).__name__})')
+        for table in ("model", "train"):
+            if not isinstance(data.get(table, {}), dict):
+                value = data[table]
+                raise ConfigError(f"in {where}: {table} must be a table ([{table}] with keys below it), "
+                                  f"got {value!r} ({type(value).__name__})")
         base = preset(name)
         model = _override(base.model, data.pop("model", {}), f"{where} [model]")
         train = _override(base.train, data.pop("train", {}), f"{where} [train]")
@@ -195,7 +271,10 @@ def _override(base: Any, changes: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise ConfigError(f"unknown keys in {where}: {unknown}; allowed keys are {sorted(allowed)}")
-    return replace(base, **changes)
+    try:
+        return replace(base, **changes)
+    except ConfigError as err:
+        raise ConfigError(f"in {where}: {err}") from None
 
 
 PRESETS: dict[str, RunConfig] = {

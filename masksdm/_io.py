@@ -1,4 +1,4 @@
-"""Atomic file writing and overwrite protection.
+"""Atomic file writing and overwrite protection; reading (compressed) text files.
 
 Outputs are written to a temporary file in the destination folder, then renamed, so a crash never
 leaves a half-written file behind, and an existing output is only replaced when ``force`` is set.
@@ -6,19 +6,44 @@ leaves a half-written file behind, and an existing output is only replaced when 
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
+import lzma
 import os
 import tempfile
-from collections.abc import Iterator
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from masksdm.errors import OutputExistsError
+from masksdm.errors import DataError, DependencyNotFoundError, OutputExistsError
 
-__all__ = ["atomic_path", "check_writable", "write_json", "write_parquet", "write_text"]
+__all__ = [
+    "COMPRESSION",
+    "CORRUPT_ERRORS",
+    "atomic_path",
+    "check_writable",
+    "corrupt_error",
+    "open_text",
+    "require_zstandard",
+    "write_json",
+    "write_parquet",
+    "write_text",
+]
+
+#: Compression extensions a text table may carry (pandas decompresses them; ``.zst`` needs the
+#: ``zstandard`` package).
+COMPRESSION: frozenset[str] = frozenset({".gz", ".bz2", ".zip", ".xz", ".zst"})
+#: What a truncated or damaged compressed file raises while it is read.
+CORRUPT_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, OSError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+)
 
 
 def check_writable(path: str | Path, *, force: bool = False) -> Path:
@@ -64,3 +89,48 @@ def write_parquet(path: str | Path, frame: pd.DataFrame, *, force: bool = True) 
     with atomic_path(path, force=force) as tmp:
         frame.to_parquet(tmp, index=False)
     return Path(path)
+
+
+def corrupt_error(path: Path, exc: BaseException) -> DataError:
+    """The error for a truncated or corrupt (compressed) file."""
+    return DataError(
+        f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}): download it again, or "
+        "compress the original table again"
+    )
+
+
+def require_zstandard(path: Path) -> None:
+    """DependencyNotFoundError naming the fix when ``zstandard`` (for ``.zst`` files) is missing."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError as exc:
+        raise DependencyNotFoundError(
+            f"reading '{path}' needs the zstandard package: install zstandard (pip install "
+            "zstandard), or decompress the file (zstd -d) or compress it as .gz instead"
+        ) from exc
+
+
+@contextmanager
+def open_text(path: Path) -> Iterator[IO[str]]:
+    """``path`` as UTF-8 text, decompressed as its extension says."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(members) != 1:
+                raise DataError(
+                    f"'{path}' holds {len(members)} files ({members[:5]}): a zipped table must "
+                    "hold exactly one file"
+                )
+            with archive.open(members[0]) as raw:
+                yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return
+    if suffix == ".zst":
+        import zstandard
+
+        with zstandard.open(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            yield handle
+        return
+    openers: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    with openers.get(suffix, open)(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        yield handle

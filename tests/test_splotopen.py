@@ -203,3 +203,22 @@ def test_real_greece_plots():
     assert 0 < len(data.occurrences) <= dt_rows <= 385
     assert not data.occurrences.duplicated().any()
     assert set(data.occurrences["plot_id"]) <= set(data.plots["plot_id"])
+
+
+def test_species_names_are_cleaned_and_case_merged(tmp_path, caplog):
+    """Spaces, Unicode form (NFC/NFD) and case do not make separate species."""
+    records = default_records()
+    records += [(pid, "Fagus sylvatica ") for pid in PLOT_IDS[25:27]]  # trailing space
+    records += [(pid, "fagus  sylvatica") for pid in PLOT_IDS[27:28]]  # case, two spaces
+    records += [(PLOT_IDS[0], "Abie\u0301s x"), (PLOT_IDS[1], "Abi\u00e9s x")]  # NFD, NFC
+    records += [(PLOT_IDS[2], "   ")]  # blank: an unresolved name
+    write_splotopen(tmp_path, records=records)
+    with caplog.at_level(logging.INFO, logger="masksdm.data.plotdata"):
+        data = load_splotopen(tmp_path, min_plots=0)
+    occ = data.occurrences
+    assert set(occ["species"]) == {"Fagus sylvatica", "Abies alba", "Quercus ilex", "Abi\u00e9s x"}
+    assert (occ["species"] == "Fagus sylvatica").sum() == 28
+    assert set(occ.loc[occ["species"] == "Abi\u00e9s x", "plot_id"]) == set(PLOT_IDS[:2])
+    assert pd.api.types.is_string_dtype(occ["species"])
+    merges = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(merges) == 1 and "'fagus sylvatica' (1) -> 'Fagus sylvatica' (27)" in merges[0]

@@ -37,7 +37,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             args.table, layout=args.layout, plot_column=args.plot_column, species_column=args.species_column,
             lon_column=args.lon_column, lat_column=args.lat_column, presence_column=args.presence_column,
             predictor_columns=csv_list(args.predictor_columns) if args.predictor_columns else None,
-            info_columns=_info_columns(args), min_plots=args.min_plots,
+            info_columns=_info_columns(args), min_plots=args.min_plots, sep=args.sep,
         )
     rasters = find_rasters(args.rasters) if args.rasters else None
     ws = prepare_workspace(data, args.workspace, rasters=rasters, block_size=args.block_size,
@@ -135,6 +135,8 @@ def add_prepare(sub) -> None:
     p.add_argument("--table", type=Path, help="presence/absence table (CSV, TSV or Parquet)")
     p.add_argument("--layout", choices=["long", "wide"], default="long",
                    help="long: one row per (plot, species); wide: one column per species")
+    p.add_argument("--sep", help="field separator of a text --table, e.g. ';' or tab (default: from the extension; "
+                   ".txt: detected)")
     p.add_argument("--plot-column", default="plot_id")
     p.add_argument("--species-column", default="species")
     p.add_argument("--lon-column", default="lon")

@@ -20,7 +20,9 @@ File format (the archive's own, written by ``readr::write_delim``):
   Every predictor is read as float64 (``Cover_algae_layer`` is almost all ``NA``, so readers that
   guess types from the first rows get it wrong).
 * DT columns read here: ``PlotObservationID`` and ``Species`` (the resolved name; ``NA`` when it
-  could not be resolved, such records are dropped). Abundances are ignored: MaskSDM models
+  could not be resolved, such records are dropped). Names are cleaned as in every loader (Unicode
+  NFC, whitespace stripped and collapsed; names differing only by case merged under the spelling
+  with the most records, logged as a WARNING: :func:`~masksdm.data.plotdata.canonical_species`). Abundances are ignored: MaskSDM models
   presence/absence, and a plot's unlisted species are absent.
 """
 
@@ -37,7 +39,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from masksdm._io import atomic_path
-from masksdm.data.plotdata import PlotData, check_coordinates, filter_species
+from masksdm.data.plotdata import PlotData, check_coordinates, filter_species, normalise_species
 from masksdm.data.predictors import default_predictors
 from masksdm.errors import DataError
 
@@ -317,12 +319,12 @@ def load_splotopen(
     records = pd.DataFrame(
         {
             "plot_id": dt_ids.to_numpy().astype(np.int64, copy=False),
-            "species": dt.column("Species").to_pandas(),
+            "species": normalise_species(dt.column("Species").to_pandas(), what=f"'{dt_path.name}'"),
         }
     )
     n_unresolved = int(records["species"].isna().sum())
     if n_unresolved:
-        logger.info("dropped %d sPlotOpen species records with Species = NA", n_unresolved)
+        logger.info("dropped %d sPlotOpen species records with Species = NA (or empty)", n_unresolved)
         records = records[records["species"].notna()]
     records = records.drop_duplicates(ignore_index=True)
 

@@ -10,32 +10,57 @@ Two layouts are accepted:
     species is not recorded as present there).
 
 ``wide``: one row per plot.
-    Columns ``plot_id``, ``lon``, ``lat``, the predictor columns, and one column per species
-    holding counts, cover or 0/1 (a value > 0 is a presence; 0 or empty is an absence). Every
-    column not named as plot, coordinate or predictor column is a species column.
+    Columns ``plot_id``, ``lon``, ``lat``, the predictor and info columns, and one column per
+    species holding counts, cover or 0/1 (a value > 0 is a presence; 0 or empty is an absence).
+    Every column not declared as plot, coordinate, predictor (``predictor_columns``,
+    ``--predictor-columns``) or info column (``info_columns``, ``--info-columns``) is a species
+    column, and must look like one, else the load is refused naming the column:
+
+    * it has a name: an empty header, which pandas reads as ``Unnamed: N`` (usually a DataFrame
+      index written with the table), is refused; drop it or name and declare it;
+    * its values are booleans or numbers (text, dates and times are refused), none negative or
+      infinite, and either whole numbers (counts, 0/1) or all within 0..100 (percent cover, 0-1
+      fractions);
+    * a column present (> 0) in at least 99 % of at least 20 plots is kept but logged as a
+      WARNING: it looks like an id or a predictor, not a species.
+
+    The columns that became species are logged at INFO (the list is cut after 10 names).
+
+Species names (both layouts) are cleaned: Unicode NFC form, surrounding whitespace stripped,
+inner runs of whitespace as one space; names that then differ only by case are merged under the
+spelling with the most records, logged as a WARNING
+(:func:`~masksdm.data.plotdata.canonical_species`); wide columns that get the same name are
+merged (a presence in either is a presence). Plot ids are stripped, and integral decimals
+(``"1.0"``) are the integer (``"1"``): ids ``1`` and ``1.0`` are one plot.
 
 Files: ``.csv`` (comma), ``.tsv``/``.tab`` (tab), ``.txt`` (tab, semicolon or comma, sniffed
-from the first line), optionally compressed (``.gz``, ``.bz2``, ``.zip``, ``.xz``, ``.zst``), or
-``.parquet``/``.pq``. Text files are UTF-8 with a header row; empty cells, ``NA`` and ``NaN`` are
-missing. Coordinates are WGS84 longitude/latitude in degrees (EPSG:4326). Predictor values must
+from the first line), optionally compressed (``.gz``, ``.bz2``, ``.zip``, ``.xz``, and ``.zst``
+when the ``zstandard`` package is installed), or ``.parquet``/``.pq``. Text files are UTF-8 with a
+header row; empty cells, ``NA`` and ``NaN`` are missing. Two columns with the same header are
+refused (which one is meant would be a guess); so is a truncated or corrupt compressed file. Coordinates are WGS84 longitude/latitude in degrees (EPSG:4326). Predictor values must
 be numeric; they are returned as float64, with missing and infinite values as NaN (MaskSDM masks
 them). Cite the data set you load as its authors ask.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
+import csv
 import logging
-import lzma
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 
-from masksdm.data.plotdata import PlotData, check_coordinates, filter_species
+from masksdm._io import COMPRESSION, CORRUPT_ERRORS, corrupt_error, open_text, require_zstandard
+from masksdm.data.plotdata import (
+    PlotData,
+    canonical_species,
+    check_coordinates,
+    filter_species,
+    normalise_species,
+)
 from masksdm.errors import DataError
 
 __all__ = ["LAYOUTS", "load_presence_table", "read_table"]
@@ -45,31 +70,58 @@ logger = logging.getLogger(__name__)
 #: Accepted values of ``layout``.
 LAYOUTS: tuple[str, ...] = ("long", "wide")
 
-_COMPRESSION = {".gz", ".bz2", ".zip", ".xz", ".zst"}
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET = {".parquet", ".pq"}
+#: Separator names accepted besides one character (``--sep tab``).
+_SEP_NAMES = {"tab": "\t", "\\t": "\t"}
+_DECLARE = (
+    "declare predictors with --predictor-columns (predictor_columns=...) and plot descriptions "
+    "with --info-columns (info_columns=...)"
+)
 
 
 def _suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION:
+    if suffixes and suffixes[-1] in COMPRESSION:
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
 
 
-def _sniff_separator(path: Path) -> str:
-    """Tab, semicolon or comma, whichever the header line uses (tab first)."""
-    openers: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-    opener = openers.get(path.suffix.lower(), open)
+def _header_line(path: Path) -> str:
+    """The first non-blank line of a text table."""
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError) as exc:
+        with open_text(path) as handle:
+            for line in handle:
+                if line.strip():
+                    return line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
         raise DataError(f"cannot read '{path}' ({exc}): it must be a UTF-8 text table") from exc
+    except CORRUPT_ERRORS as exc:
+        if path.suffix.lower() in COMPRESSION:
+            raise corrupt_error(path, exc) from exc
+        raise DataError(f"cannot read '{path}' ({exc}): check the file and its permissions") from exc
+    raise DataError(f"'{path}' is empty: it must have a header row and at least one plot")
+
+
+def _sniff_separator(first: str) -> str:
+    """Tab, semicolon or comma, whichever the header line uses (tab first)."""
     for sep in ("\t", ";", ","):
         if sep in first:
             return sep
     return ","
+
+
+def _check_unique(names: Sequence[object], path: Path) -> None:
+    """Refuse a header naming two columns the same (empty names are left to the layouts)."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        key = str(name)
+        if key.strip() and key in seen:
+            raise DataError(
+                f"columns {seen[key]} and {number} of '{path}' are both named {key!r}: rename "
+                "one of them, or merge them into one column"
+            )
+        seen.setdefault(key, number)
 
 
 def read_table(
@@ -77,34 +129,39 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV/TSV/text or Parquet table.
 
-    Text files: ``text_columns`` are read as text, other column types are inferred. Parquet files
-    keep their stored types.
+    Text files: ``text_columns`` are read as text, other column types are inferred; ``sep`` is
+    one character or ``"tab"``, ``None`` takes it from the extension (``.txt``: sniffed). Parquet
+    files keep their stored types.
 
     Raises:
-        DataError: when the file is missing, of an unknown type, or cannot be parsed.
+        DataError: when the file is missing, of an unknown type, truncated or corrupt, has two
+            columns of the same name, or cannot be parsed.
+        DependencyNotFoundError: a ``.zst`` file without the ``zstandard`` package.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table '{path}' does not exist: check the path you passed")
+    if path.suffix.lower() == ".zst":
+        require_zstandard(path)
     suffix = _suffix(path)
     if suffix in _PARQUET:
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several unrelated types
             raise DataError(f"cannot read Parquet file '{path}' ({exc}): write it again") from exc
+        _check_unique(list(frame.columns), path)
         return frame
+    sep = _SEP_NAMES.get(sep, sep) if sep is not None else None
+    if sep is None and suffix not in _SEPARATORS and suffix != ".txt":
+        raise DataError(
+            f"unknown table type '{suffix or path.name}' of '{path}': use .csv, .tsv, .txt or "
+            ".parquet, or give the separator (--sep, sep=...)"
+        )
+    first = _header_line(path)
     if sep is None:
-        if suffix in _SEPARATORS:
-            sep = _SEPARATORS[suffix]
-        elif suffix == ".txt":
-            sep = _sniff_separator(path)
-        else:
-            raise DataError(
-                f"unknown table type '{suffix or path.name}' of '{path}': use .csv, .tsv, .txt or "
-                ".parquet, or give the separator (sep=...)"
-            )
+        sep = _SEPARATORS[suffix] if suffix in _SEPARATORS else _sniff_separator(first)
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             path,
             sep=sep,
             dtype={c: "str" for c in text_columns},
@@ -115,8 +172,17 @@ def read_table(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(
             f"cannot parse '{path}' as a table separated by {sep!r} ({exc}): check the separator "
-            "(sep=...) and that the file is UTF-8 text"
+            "(--sep, sep=...) and that the file is UTF-8 text"
         ) from exc
+    except CORRUPT_ERRORS as exc:
+        if path.suffix.lower() in COMPRESSION:
+            raise corrupt_error(path, exc) from exc
+        raise DataError(f"cannot read '{path}' ({exc}): check the file and its permissions") from exc
+    if len(sep) == 1:
+        header = next(csv.reader([first], delimiter=sep), [])
+        if len(header) == len(frame.columns):
+            _check_unique(header, path)
+    return frame
 
 
 def _check_columns(frame: pd.DataFrame, needed: Sequence[str], path: Path) -> None:
@@ -129,7 +195,8 @@ def _check_columns(frame: pd.DataFrame, needed: Sequence[str], path: Path) -> No
                 if sep in available[0]:
                     raise DataError(
                         f"'{path}' was read as a single column {available[0]!r}: its fields look "
-                        f"separated by {sep!r}; pass sep={sep!r}"
+                        f"separated by {sep!r}: pass --sep {'tab' if sep == chr(9) else repr(sep)} "
+                        f"(in Python: sep={sep!r})"
                     )
         raise DataError(
             f"'{path}' has no column(s) {missing}; available columns: {shown}: pass the right "
@@ -139,7 +206,13 @@ def _check_columns(frame: pd.DataFrame, needed: Sequence[str], path: Path) -> No
 
 
 def _plot_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Plot ids as int64 when every id is a plain integer, else as text."""
+    """Plot ids as int64 when every id is a plain integer, else as text.
+
+    Text ids are stripped and integral decimals lose their decimals (``"1.0"`` is ``"1"``).
+    """
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        text = values.astype("str").str.strip()
+        values = text.where(values.notna() & (text != ""))
     if values.isna().any():
         raise DataError(
             f"{int(values.isna().sum())} rows of '{path}' have an empty plot id ('{column}'): "
@@ -153,7 +226,7 @@ def _plot_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
                 f"plot ids in '{column}' of '{path}' are not integers: use integer or text ids"
             )
         return values.astype(np.int64)
-    text = values.astype("str")
+    text = values.astype("str").str.replace(r"^(-?(?:0|[1-9][0-9]*))\.0*$", r"\1", regex=True)
     if text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})").all():
         return text.astype(np.int64)
     return text
@@ -218,15 +291,84 @@ def _check_constant(
     return first
 
 
+_UNNAMED = re.compile(r"\s*|Unnamed: \d+(_level_\d+)?")
+
+
 def _presence(values: pd.Series, column: str, path: Path, hint: str) -> np.ndarray:
-    """Rows where a wide-layout species column is > 0 (NaN is absent)."""
+    """Rows where a wide-layout species column is > 0 (NaN is absent).
+
+    DataError for a column that holds no species values (see the module docstring's rule).
+    """
     if pd.api.types.is_bool_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
         return np.flatnonzero(values.fillna(False).to_numpy(dtype=bool))
+    dtype = values.dtype
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    ):
+        raise DataError(
+            f"column '{column}' of wide table '{path}' holds dates or times ({dtype}), not "
+            f"species values: {hint}"
+        )
     if pd.api.types.is_numeric_dtype(values):
         array = values.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         array = _numeric(values, column, path, "species", hint)
+    known = array[~np.isnan(array)]
+    bad = known[(known < 0) | np.isinf(known)]
+    if len(bad):
+        raise DataError(
+            f"column '{column}' of wide table '{path}' has {len(bad)} negative or infinite values "
+            f"(e.g. {bad[0]:g}): a species value is a count, a cover or 0/1, never below 0; {hint}"
+        )
+    fractional = known != np.floor(known)
+    if fractional.any() and known.max() > 100:
+        raise DataError(
+            f"column '{column}' of wide table '{path}' has decimals (e.g. "
+            f"{known[fractional][0]:g}) and values above 100 (up to {known.max():g}): it is "
+            f"neither counts (whole numbers) nor a cover (0-100 %, or 0-1); {hint}"
+        )
     return np.flatnonzero(array > 0)
+
+
+def _wide_species(frame: pd.DataFrame, columns: list[str], n_plots: int, path: Path
+                  ) -> tuple[list[np.ndarray], list[str]]:
+    """The rows where each species column is present, and each column's species name."""
+    unnamed = [c for c in columns if _UNNAMED.fullmatch(c)]
+    if unnamed:
+        where = ", ".join(f"{frame.columns.get_loc(c) + 1} ({c!r})" for c in unnamed[:5])
+        raise DataError(
+            f"wide table '{path}' has unnamed columns (number {where}), which would become species; "
+            "an 'Unnamed: 0' column is usually a pandas index written with the table: drop it "
+            "(write the table with index=False), or name it and declare it with --info-columns "
+            f"(info_columns=[{unnamed[0]!r}]) or --predictor-columns"
+        )
+    hint = (
+        "in the wide layout every column not declared as plot, coordinate, predictor or info "
+        "column is a species column of counts, cover or 0/1; if it is a predictor, name it in "
+        "predictor_columns / --predictor-columns (it must then be numeric), if it describes plots "
+        "(a date, a name, a label) in info_columns / --info-columns, otherwise drop it from the "
+        "table"
+    )
+    # one pass per species column (never a plots x species float matrix)
+    hits = [_presence(frame[c], c, path, hint) for c in columns]
+    names = canonical_species(columns, [len(h) for h in hits], what=f"columns of '{path.name}'")
+    if n_plots >= 20:
+        everywhere = [c for c, h in zip(columns, hits, strict=True) if len(h) >= 0.99 * n_plots]
+        if everywhere:
+            logger.warning(
+                "wide table '%s': column(s) %s are > 0 in at least 99%% of the %d plots: they look like "
+                "an id or a predictor, not species; if so, %s", path.name, _cut(everywhere), n_plots,
+                _DECLARE,
+            )
+    logger.info("wide table '%s': %d columns became species: %s (%s)", path.name, len(columns),
+                _cut(columns), _DECLARE)
+    return hits, [str(n) for n in names]
+
+
+def _cut(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _occurrences(
@@ -278,7 +420,8 @@ def load_presence_table(
         presence_column: long layout only: column of 0/1 or counts; rows with 0 are absences.
             ``None``: every row is a presence.
         min_plots: keep species present in MORE than this many distinct plots.
-        sep: field separator of a text file; ``None`` guesses it from the extension.
+        sep: field separator of a text file (one character, or ``"tab"``); ``None`` takes it
+            from the extension (``.txt``: sniffed from the header line).
 
     Returns:
         PlotData with ``plots`` (``plot_id``, ``lon``, ``lat``, predictors; one row per plot in
@@ -286,8 +429,11 @@ def load_presence_table(
         ordered by plot then species name).
 
     Raises:
-        DataError: unreadable file, unknown layout, missing or non-numeric columns, plots whose
-            rows disagree, invalid or swapped coordinates, no species passing ``min_plots``.
+        DataError: unreadable, truncated or corrupt file, unknown layout, duplicated column
+            names, missing or non-numeric columns, plots whose rows disagree, invalid or swapped
+            coordinates, wide columns that are no species (module docstring), no species passing
+            ``min_plots``.
+        DependencyNotFoundError: a ``.zst`` file without the ``zstandard`` package.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -314,6 +460,7 @@ def load_presence_table(
     text_columns = [plot_column] + ([species_column] if layout == "long" else [])
     frame = read_table(path, sep=sep, text_columns=text_columns)
     frame.columns = [str(c) for c in frame.columns]
+    _check_unique(list(frame.columns), path)
     base = [plot_column, lon_column, lat_column]
     if layout == "long":
         needed = (
@@ -347,7 +494,7 @@ def load_presence_table(
                     f"rows (e.g. plot {plot!r}): an info column must hold one value per plot"
                 )
         plots = table.iloc[first].reset_index(drop=True)
-        species = frame[species_column]
+        species = normalise_species(frame[species_column], what=f"'{path.name}'")
         present = np.array(species.notna(), dtype=bool)
         if presence_column is not None:
             amount = _numeric(frame[presence_column], presence_column, path, "presence")
@@ -376,16 +523,9 @@ def load_presence_table(
                 f"wide table '{path}' has no species columns (every column is a plot, coordinate "
                 "or predictor column): add one column per species, or use layout='long'"
             )
-        hint = (
-            "in the wide layout every column not named as plot, coordinate or predictor column "
-            "is a species column of counts or 0/1; if it is a predictor, name it in "
-            "predictor_columns / --predictor-columns (it must then be numeric), otherwise drop "
-            "it from the table"
-        )
-        # one pass per species column (never a plots x species float matrix)
-        hits = [_presence(frame[c], c, path, hint) for c in species_columns]
+        hits, species_names = _wide_species(frame, species_columns, len(plots), path)
         rows = np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
-        names = np.repeat(np.asarray(species_columns, dtype=object), [len(h) for h in hits])
+        names = np.repeat(np.asarray(species_names, dtype=object), [len(h) for h in hits])
         occurrences = _occurrences(plots["plot_id"].to_numpy(), rows, names)
 
     occurrences = filter_species(occurrences, min_plots=min_plots)

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "OutputExistsError",
+    "DiskFullError",
     "DependencyNotFoundError",
 ]
 
@@ -38,6 +39,11 @@ class CheckpointError(MaskSDMError):
 
 class OutputExistsError(MaskSDMError, FileExistsError):
     """An output already exists and ``force`` was not given."""
+
+
+class DiskFullError(MaskSDMError, OSError):
+    """An output could not be written: its disk is full (or a write failed); the message names the
+    file, the free space and what to do."""
 
 
 class DependencyNotFoundError(MaskSDMError, ImportError):

@@ -110,7 +110,7 @@ def prepare_workspace(
     if split_column is not None and test_where is not None:
         raise DataError("give one split: a split column (--split-column) or a test rule (--test-where), not both")
     plots = data.plots.reset_index(drop=True).copy()
-    check_coordinates(plots["lon"], plots["lat"])
+    check_coordinates(plots["lon"], plots["lat"], ids=plots["plot_id"])
     if plots["plot_id"].duplicated().any():
         raise DataError(f"{int(plots['plot_id'].duplicated().sum())} duplicated plot ids: plot ids must be unique")
     info = list(data.info_columns)

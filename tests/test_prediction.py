@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import json
+import logging
 import os
 import shutil
 import sys
@@ -20,7 +22,7 @@ from pyproj import Transformer
 from rio_cogeo.cogeo import cog_validate
 
 from masksdm.cli import main
-from masksdm.errors import ConfigError, DataError, OutputExistsError, RasterError
+from masksdm.errors import ConfigError, DataError, DiskFullError, OutputExistsError, RasterError
 from masksdm.maps import predict as prediction
 from masksdm.maps import writer
 from masksdm.maps.predict import predict_maps
@@ -551,6 +553,114 @@ def test_a_full_disk_leaves_no_truncated_map(tiny, rasters, tmp_path, monkeypatc
         np.testing.assert_array_equal(_read(out / name), values, err_msg=name)
 
 
+def _disk_full_at(monkeypatch, call: int, *, free: int = 12_345):
+    """The ``call``-th write into a map file fails as on a full disk (ENOSPC), and so does every
+    later one; the disk has ``free`` bytes left."""
+    real_write = rasterio.io.DatasetWriter.write
+    calls = []
+
+    def write(self, *args, **kwargs):
+        calls.append(self.name)
+        if len(calls) >= call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", write)
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - free, free))
+    return calls
+
+
+def test_a_full_disk_while_strips_are_written_is_one_error(tiny, rasters, tmp_path, monkeypatch):
+    model, card = tiny
+    out = tmp_path / "maps"
+    calls = _disk_full_at(monkeypatch, 20)  # 17 files per strip: in the second strip
+    with pytest.raises(DiskFullError) as info:
+        predict_maps(model, card, rasters, out, outputs=ALL, threshold="0.4", dtype="uint16", block_rows=4,
+                     progress=False)
+    assert isinstance(info.value, OSError)
+    message = str(info.value)
+    assert f"cannot write '{calls[19]}': No space left on device; 12,345 bytes free on the disk" in message
+    assert "--out" in message and "--dtype" in message and "--resume" not in message
+    assert _files(out) == []  # no map, and no partial file claiming finished strips
+
+
+def test_a_full_disk_on_the_command_line_is_one_line(tiny_run, rasters, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "maps"
+    _disk_full_at(monkeypatch, 1)
+    command = ["predict", "--checkpoint", str(tiny_run), "--rasters", str(rasters), "--species", "Species 00",
+               "--out", str(out), "--quiet"]
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("masksdm predict: error: cannot write '") and "No space left on device" in line
+    assert "12,345 bytes free" in line and "fewer species (--species)" in line
+    assert "--dtype" not in line  # uint8 already
+    assert _files(out) == []
+
+
+def test_a_block_gdal_fails_to_flush_is_a_full_disk(tiny, rasters, tmp_path, monkeypatch):
+    """GDAL does not raise when it cannot flush a block on close: it only logs the failure."""
+    model, card = tiny
+    real_close = rasterio.io.DatasetWriter.close
+
+    def close(self):
+        logging.getLogger("rasterio._err").info(
+            "GDAL signalled an error: err_no=1, msg='TIFFAppendToStrip:Write error at scanline 0'")
+        return real_close(self)
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "close", close)
+    out = tmp_path / "maps"
+    with pytest.raises(DiskFullError, match=r"cannot write '.*\.partial.00000\.tif'.*Write error at scanline 0"):
+        predict_maps(model, card, rasters, out, species=["Species 00"], progress=False)
+    assert _files(out) == []
+
+
+def test_a_full_disk_when_copying_keeps_the_strips_for_resume(tiny, rasters, tmp_path, monkeypatch):
+    model, card = tiny
+    out = tmp_path / "maps"
+    real_copy = rasterio.shutil.copy
+    copied = []
+
+    def copy_then_full(src, dst, **options):
+        if copied:
+            raise rasterio.errors.RasterioIOError("Write failed. See previous exception for details.")
+        copied.append(real_copy(src, dst, **options))
+
+    monkeypatch.setattr(rasterio.shutil, "copy", copy_then_full)
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(DiskFullError, match=r"Write failed; 0 bytes free.*rerun with --resume"):
+        predict_maps(model, card, rasters, out, species=["Species 00", "Species 01"], progress=False)
+    visible = [f for f in _files(out) if not f.startswith(".partial")]
+    assert visible == ["probability/Species_00.tif"]  # the finished one; no temporary file
+    assert cog_validate(str(out / visible[0]), quiet=True)[0]
+
+
+def test_force_removes_the_maps_an_earlier_run_wrote_and_only_those(tiny, rasters, tmp_path):
+    model, card = tiny
+    out = tmp_path / "maps"
+    predict_maps(model, card, rasters, out, species=SPECIES[:3], outputs=ALL, threshold="0.4", progress=False)
+    # the user's own files beside the maps, and a map of this package moved elsewhere in the folder
+    (out / "notes.txt").write_text("my notes")
+    _write(out / "probability" / "mine.tif", np.zeros((HEIGHT, WIDTH)))
+    (out / "keep").mkdir()
+    shutil.copy(out / "binary" / "Species_02.tif", out / "keep" / "Species_02.tif")
+    shutil.copy(out / "richness.tif", out / "richness_before.tif")
+
+    result = predict_maps(model, card, rasters, out, species=["Species 01"], force=True, progress=False)
+    assert _files(out) == ["keep/Species_02.tif", "notes.txt", "probability/Species_01.tif",
+                           "probability/mine.tif", "richness_before.tif"]
+    assert sorted(p.relative_to(out).as_posix() for p in result.removed) == [
+        "binary/Species_00.tif", "binary/Species_01.tif", "binary/Species_02.tif", "probability/Species_00.tif",
+        "probability/Species_02.tif", "richness.tif"]
+    assert not (out / "binary").exists()  # left empty
+
+    # another layout: the per-species maps go, the user's file in that folder stays
+    predict_maps(model, card, rasters, out, species=["Species 01"], layout="multiband", force=True, progress=False)
+    assert _files(out) == ["keep/Species_02.tif", "notes.txt", "probability.tif", "probability/mine.tif",
+                           "richness_before.tif"]
+
+
 # --- 10. grids -------------------------------------------------------------------------------------
 
 def test_rasters_on_another_grid_need_align(tiny, rasters, tmp_path):
@@ -657,7 +767,8 @@ def test_predict_command(tiny_run, rasters, tmp_path, capsys, monkeypatch):
     assert not other.exists()
 
     assert main([*command, "--force", "--dtype", "uint16", "--layout", "multiband"]) == 0
-    assert {"binary.tif", "probability.tif", "richness.tif"} <= set(_files(out))
+    assert _files(out) == ["binary.tif", "probability.tif", "richness.tif"]  # the per-species maps are gone
+    assert "removed 2 map(s) of an earlier run" in capsys.readouterr().out
 
     # Ctrl-C keeps the finished strips; --resume finishes the run
     resumed = tmp_path / "resumed"

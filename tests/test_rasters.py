@@ -162,7 +162,46 @@ def test_some_points_outside_are_nan(tmp_path, caplog):
         out = extract_rasters({"r": path}, lon, lat, progress=False)["r"].to_numpy()
     np.testing.assert_array_equal(out[:-1], _expected(PIXELS))
     assert np.isnan(out[-1])
-    assert any("1 of 7 points fall outside" in r.getMessage() for r in caplog.records)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING  # 1 of 7 is more than 10 %
+    assert "raster 'r' has no value at 1 of 7 points (14%: 1 outside it" in record.getMessage()
+
+
+def test_a_raster_missing_a_quarter_of_the_plots_is_a_warning(tmp_path, caplog):
+    path = write_position_tif(tmp_path / "bio_12.tif", nodata=-1.0, nodata_pixels=((0, 0),))  # lon 0..15
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(0.2, 14.8, 100), rng.uniform(40.2, 49.8, 100)
+    lon[:20] += 20  # 20 outside the raster
+    lon[20:25], lat[20:25] = 0.1, 49.9  # 5 on its nodata cell
+    with caplog.at_level(logging.WARNING, logger="masksdm.data.rasters"):
+        out = extract_rasters({"bio_12": path}, lon, lat, progress=False)["bio_12"].to_numpy()
+    assert np.isnan(out).sum() == 25 and np.isfinite(out[25:]).all()
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "raster 'bio_12' has no value at 25 of 100 points (25%: 20 outside it" in message
+    assert "5 on nodata cells" in message and "check that the raster covers the plots" in message
+
+
+def test_a_few_missing_points_are_info(tmp_path, caplog):
+    path = write_position_tif(tmp_path / "r.tif")
+    lon, lat = np.full(20, 1.0), np.full(20, 45.0)
+    lon[0] = 30.0  # 5 %
+    with caplog.at_level(logging.INFO, logger="masksdm.data.rasters"):
+        extract_rasters({"r": path}, lon, lat, progress=False)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+
+
+def test_a_raster_without_any_value_at_the_points_is_an_error(tmp_path):
+    path = write_position_tif(tmp_path / "bio_7.tif", nodata=-1.0, nodata_pixels=((10, 2), (10, 3)))
+    with pytest.raises(RasterError, match=r"raster 'bio_7' .* has no value at any of the 3 points") as info:
+        extract_rasters({"bio_7": path}, [1.2, 1.7, 1.3], [44.7, 44.6, 44.9], progress=False)
+    assert isinstance(info.value, DataError)
+    message = str(info.value)
+    assert "(1 outside it, 2 on nodata cells)" not in message  # all three fall on the two nodata cells
+    assert "(0 outside it, 3 on nodata cells)" in message
+    assert "check the raster's CRS, extent and nodata value" in message
+    assert "lon 0.0000..15.0000, lat 40.0000..50.0000" in message and "points span lon 1.2000..1.7000" in message
 
 
 def test_no_crs(tmp_path):

@@ -1,11 +1,14 @@
 """Workspace preparation: spatial block split, train-only normalisation, errors."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_plot_data
+from fixtures.rasters import write_position_tif
 
-from masksdm.data.plotdata import PlotData
+from masksdm.data.plotdata import PlotData, check_coordinates
 from masksdm.data.splits import spatial_block_split
 from masksdm.errors import DataError, OutputExistsError
 from masksdm.workspace import Workspace, prepare_workspace
@@ -70,6 +73,77 @@ def test_swapped_coordinates_are_refused(tmp_path):
     plots = data.plots.rename(columns={"lon": "lat", "lat": "lon"})
     with pytest.raises(DataError, match="swapped"):
         prepare_workspace(PlotData(plots, data.occurrences), tmp_path / "ws", progress=False)
+
+
+def test_one_latitude_out_of_range_is_named_not_called_a_swap(tmp_path):
+    data = make_plot_data(1000)
+    data.plots.loc[417, "lat"] = 95.0
+    with pytest.raises(DataError) as info:
+        prepare_workspace(data, tmp_path / "ws", progress=False)
+    message = str(info.value)
+    assert "swapped" not in message
+    assert "1 of 1000 plots have latitude outside [-90, 90]: plot 1417 (lat 95)" in message
+
+
+def test_out_of_range_rows_are_listed_first_few():
+    lon = np.linspace(-5, 25, 40)
+    lat = np.full(40, 45.0)
+    lat[[3, 9, 10, 11, 20, 33]] = [91, -92, 93, 94, 95, 96]
+    with pytest.raises(DataError, match=r"6 of 40 points have latitude outside \[-90, 90\]: row 3 \(lat 91\), "
+                       r"row 9 \(lat -92\), row 10 \(lat 93\), row 11 \(lat 94\), row 20 \(lat 95\), \.\.\.;"):
+        check_coordinates(lon, lat, what="points")
+    lon[5] = 200.0
+    lat[:] = 45.0
+    with pytest.raises(DataError, match=r"1 of 40 points have longitude outside \[-180, 180\]: row 5 \(lon 200\)"):
+        check_coordinates(pd.Series(lon), pd.Series(lat), what="points")
+    lat[7] = np.nan
+    with pytest.raises(DataError, match=r"1 points have missing .* \(row 7 \(lon .*, lat nan\)\)"):
+        check_coordinates(lon, lat, what="points")
+
+
+def test_swapped_columns_are_said_swapped_only_when_a_swap_fixes_them():
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(100, 140, 500), rng.uniform(20, 50, 500)  # East Asia
+    with pytest.raises(DataError, match="look swapped"):
+        check_coordinates(lat, lon)
+    # a quarter of the rows beyond 90: not most of them, so named rows rather than a swap
+    mixed_lat = np.where(np.arange(500) < 125, lon, lat)
+    with pytest.raises(DataError, match=r"125 of 500 plots have latitude outside") as info:
+        check_coordinates(np.full(500, 10.0), mixed_lat)
+    assert "swapped" not in str(info.value)
+    # most latitudes beyond 90, but a swap would leave longitudes beyond 90 as latitudes
+    with pytest.raises(DataError, match=r"latitude outside") as info:
+        check_coordinates(np.full(500, 120.0), lon)
+    assert "swapped" not in str(info.value)
+
+
+def _plots_over(n: int, seed: int = 0) -> PlotData:
+    data = make_plot_data(n, seed=seed)
+    plots = data.plots.drop(columns=["bio_1"])
+    return PlotData(plots, data.occurrences, data.source)
+
+
+def test_a_raster_covering_three_quarters_of_the_plots_is_a_warning(tmp_path, caplog):
+    data = _plots_over(400)  # lon -5..25, lat 38..58
+    # lon -5..17.5: about three quarters of the plots
+    raster = write_position_tif(tmp_path / "bio_1.tif", west=-5.0, north=58.0, res=0.75, height=27, width=30)
+    with caplog.at_level(logging.WARNING):
+        ws = prepare_workspace(data, tmp_path / "ws", rasters={"bio_1": raster}, block_size=2.0, progress=False)
+    missing = ws.plots["bio_1"].isna().mean()
+    assert 0.15 < missing < 0.35
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.getMessage().startswith(f"raster 'bio_1' has no value at {ws.plots['bio_1'].isna().sum()} of 400")
+    assert f"({missing:.0%}" in record.getMessage()
+
+
+def test_an_all_nodata_raster_is_an_error(tmp_path):
+    data = _plots_over(200)
+    everywhere = tuple((r, c) for r in range(20) for c in range(30))
+    raster = write_position_tif(tmp_path / "bio_1.tif", west=-5.0, north=58.0, res=1.0, nodata=-9999.0,
+                                nodata_pixels=everywhere)
+    with pytest.raises(DataError, match=r"raster 'bio_1' .*has no value at any of the 200 points.*CRS, extent"):
+        prepare_workspace(data, tmp_path / "ws", rasters={"bio_1": raster}, progress=False)
+    assert not (tmp_path / "ws" / "workspace.json").exists()
 
 
 def test_labels_in_the_order_of_given_species(tiny_workspace):

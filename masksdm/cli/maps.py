@@ -35,6 +35,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rate = result.n_cells * len(result.plan.species) / result.seconds
     print(f"{len(result.files)} file(s) in {result.out_dir} ({result.n_cells:,} cells x {len(result.plan.species)} "
           f"species in {result.seconds:.0f} s, {rate:,.0f} cell-species/s)")
+    if result.removed:
+        print(f"removed {len(result.removed)} map(s) of an earlier run in {result.out_dir} that this run did not "
+              "rewrite (--force)")
     if result.plan.threshold_rule:
         print(f"threshold rule {result.plan.threshold_rule}: thresholds in each file's tags")
     hidden = [p for p, v in zip(card.predictors, result.plan.visible, strict=True) if not v]
@@ -71,6 +74,8 @@ def add_predict(sub) -> None:
     p.add_argument("--scheduler", help="predict on the dask cluster at this address (tcp://host:8786)")
     add_device(p)
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
-    p.add_argument("--force", action="store_true", help="overwrite maps in --out")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite maps in --out; maps of an earlier run there that this run does not rewrite are "
+                        "removed (only maps masksdm wrote; other files are kept)")
     add_common(p)
     p.set_defaults(func=cmd_predict)

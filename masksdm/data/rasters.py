@@ -58,6 +58,8 @@ RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".asc", ".grd", ".vrt", ".i
 # read block by block, only the blocks that hold points.
 _READ_WHOLE_MAX_BYTES = 64 * 2**20
 _WGS84 = CRS.from_epsg(4326)
+# A raster giving no value at more than this share of the points is a warning (else INFO).
+_MISSING_WARN_SHARE = 0.1
 
 Sources = str | Path | Sequence[str | Path]
 
@@ -292,15 +294,6 @@ def _extract_one(
                 f"{_lonlat_bounds(src)} (CRS {src.crs}): check that the raster's CRS is right and "
                 "that longitude and latitude are not swapped, or use a raster covering the plots"
             )
-        if n_out:
-            logger.info(
-                "%d of %d points fall outside raster '%s' (%s): their %s is NaN",
-                n_out,
-                len(lon),
-                name,
-                _lonlat_bounds(src),
-                name,
-            )
         try:
             raw, valid = _sample(src, rows[inside], cols[inside])
         except rasterio.errors.RasterioError as exc:
@@ -315,7 +308,41 @@ def _extract_one(
         if scale not in (None, 1.0) or offset not in (None, 0.0):
             kept = kept * (1.0 if scale is None else scale) + (0.0 if offset is None else offset)
         values[inside] = kept
+        _check_coverage(name, path, src, values, n_out, lon, lat)
     return values
+
+
+def _check_coverage(
+    name: str,
+    path: Path,
+    src: rasterio.io.DatasetReader,
+    values: np.ndarray,
+    n_out: int,
+    lon: np.ndarray,
+    lat: np.ndarray,
+) -> None:
+    """RasterError when no point gets a value; a warning when more than
+    :data:`_MISSING_WARN_SHARE` of them get none (outside the raster or on nodata cells)."""
+    n = len(values)
+    n_missing = int(np.isnan(values).sum())
+    if n == 0 or n_missing == 0:
+        return
+    where = f"{n_out} outside it, {n_missing - n_out} on nodata cells"
+    if n_missing == n:
+        raise RasterError(
+            f"raster '{name}' ({path}) has no value at any of the {n} points ({where}): it covers "
+            f"{_lonlat_bounds(src)} (CRS {src.crs}, nodata {src.nodatavals[0]}) and the points span "
+            f"lon {lon.min():.4f}..{lon.max():.4f}, lat {lat.min():.4f}..{lat.max():.4f}; check the "
+            "raster's CRS, extent and nodata value, or leave this raster out"
+        )
+    level = logging.WARNING if n_missing > _MISSING_WARN_SHARE * n else logging.INFO
+    logger.log(
+        level,
+        "raster '%s' has no value at %d of %d points (%.0f%%: %d outside it, which covers %s; "
+        "%d on nodata cells): their %s is NaN (masked by the model)%s",
+        name, n_missing, n, 100 * n_missing / n, n_out, _lonlat_bounds(src), n_missing - n_out, name,
+        "; check that the raster covers the plots" if level == logging.WARNING else "",
+    )
 
 
 def extract_rasters(
@@ -341,12 +368,15 @@ def extract_rasters(
 
     Returns:
         One float64 column per raster, in the given order, one row per point (RangeIndex). NaN
-        for nodata, masked pixels and points outside the raster (logged at INFO).
+        for nodata, masked pixels and points outside the raster: logged as a WARNING naming the
+        raster and the share of points when more than 10 % of the points get no value, at INFO
+        otherwise.
 
     Raises:
         DataError: invalid coordinates or lon/lat of different lengths.
-        RasterError: a raster cannot be read, has no CRS, or more than half of the points fall
-            outside it (wrong CRS or swapped coordinates).
+        RasterError: a raster cannot be read, has no CRS, more than half of the points fall
+            outside it (wrong CRS or swapped coordinates), or no point gets a value from it (all
+            outside or on nodata cells: wrong CRS, extent or nodata value).
     """
     if not isinstance(rasters, Mapping):
         rasters = find_rasters(rasters)

@@ -29,7 +29,14 @@ the same predictor subset as the map (plot-level predictors such as releve area 
 so they are masked for the thresholds too).
 
 An interrupted run keeps its finished strips in ``out_dir/.partial/`` and ``resume=True`` goes on
-from there. With ``workers``/``scheduler`` the strips are predicted on a dask.distributed cluster
+from there. A full disk ends in one :class:`~masksdm.errors.DiskFullError` naming the file and the
+free space (see :mod:`masksdm.maps.writer`); no file is left looking complete.
+
+``force=True`` into a folder holding maps of an earlier run: once this run's maps are written, the
+earlier maps it did not rewrite (other species, outputs or layout) are removed, so that the folder
+holds one run. Only maps this package wrote go (files at the map paths, ``probability/*.tif``,
+``binary/*.tif``, ``probability.tif``, ``binary.tif``, ``richness.tif``, whose tags name masksdm as
+their software and that output); any other file in the folder is kept. With ``workers``/``scheduler`` the strips are predicted on a dask.distributed cluster
 (a LocalCluster by default) and written by this process; the output is the same bit for bit.
 """
 
@@ -41,7 +48,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +59,12 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from masksdm._io import write_json
 from masksdm._version import __version__
 from masksdm.data.grid import RasterStack
 from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
-from masksdm.maps.writer import PARTIAL, PartialMaps, file_stems, plan_targets
+from masksdm.maps.writer import PARTIAL, PartialMaps, file_stems, plan_targets, remove_stale_maps
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
 from masksdm.model.network import Network
 
@@ -80,6 +86,7 @@ class MapResult:
     plan: MapPlan
     seconds: float
     n_cells: int
+    removed: list[Path] = field(default_factory=list)  # maps of an earlier run removed (``force``)
 
     def path(self, output: str, species: str | None = None) -> Path:
         """The file written for ``output`` (``"probability"``, ``"binary"`` or ``"richness"``) and,
@@ -176,6 +183,9 @@ def predict_maps(
         model, card: from :func:`masksdm.model.checkpoint.load_checkpoint`.
         rasters: raster folder(s)/files, or an open :class:`~masksdm.data.grid.RasterStack`.
         out_dir: output folder (refused if it holds outputs, unless ``force``).
+        force: write into a folder that is not empty: this run's maps replace those of the same
+            name, and maps of an earlier run that this run does not rewrite are removed when it is
+            done (only files this package wrote as maps, by path and tags; others are kept).
         species: species names (default: all the model's species).
         use, mask: predictor/group names to use, and to leave out.
         outputs: any of ``"probability"``, ``"binary"``, ``"richness"``.
@@ -263,13 +273,15 @@ def predict_maps(
             record.checkpoint()
         finally:
             record.close()
-            if record.state_path.parent.exists():
-                write_json(record.state_path, {"signature": record.signature, "done": sorted(record.done)})
+            record.save()
         files = record.finish(force=True, progress=progress)
+        removed = remove_stale_maps(out_dir, files) if force else []
+        if removed:
+            log.info("removed %d map(s) of an earlier run that this run did not rewrite", len(removed))
     finally:
         if not isinstance(rasters, RasterStack):
             stack.close()
-    return MapResult(out_dir, files, plan, time.perf_counter() - start_time, n_cells)
+    return MapResult(out_dir, files, plan, time.perf_counter() - start_time, n_cells, removed)
 
 
 def _allow_open_files(n_files: int) -> None:

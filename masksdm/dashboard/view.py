@@ -118,7 +118,7 @@ class Dashboard:
         self.stack = RasterStack(sources)
         self.mappable = mappable_predictors(self.card, self.stack)
         missing = set(missing_rasters(self.card, self.stack, self.mappable))
-        self.mappable &= np.array([p.name not in missing for p in self.card.predictors])
+        self.mappable &= np.array([p.name not in missing for p in self.card.predictors]) & self.card.allowed
         if not self.mappable.any():
             raise DataError(
                 f"none of the model's predictors has a raster among {self.stack.names[:5]}...: "
@@ -196,7 +196,8 @@ class Dashboard:
         return predictor_groups(usable)
 
     def plot_level(self) -> list[str]:
-        """Predictors the model has but maps cannot (plot-level fields, missing rasters)."""
+        """Predictors the model has but maps cannot (plot-level fields, missing rasters) or the
+        model does not use (``train.use``)."""
         return [p.name for p, m in zip(self.card.predictors, self.mappable, strict=True) if not m]
 
     def visible(self, groups: Sequence[str], *, exclude: Sequence[str] = ()) -> np.ndarray:
@@ -318,7 +319,7 @@ class Dashboard:
         """Players (all groups), their coalitions, the pooled features (C, N, d) of the test plots
         under each coalition, and the test labels: computed once, then any species costs a head."""
         if self._coalitions is None:
-            masks = resolve_players("groups", self.card.predictors)
+            masks = resolve_players("groups", self.card.predictors, self.card.allowed)
             players, member = list(masks), np.stack(list(masks.values()))
             coalitions = coalition_matrix(len(players))
             x_test, y_test = self.test_arrays

@@ -61,10 +61,15 @@ MAX_EXACT_PLAYERS = 12
 Players = str | Sequence[str] | Mapping[str, Sequence[str]]
 
 
-def resolve_players(players: Players | None, predictors: Sequence[Predictor]) -> dict[str, np.ndarray]:
+def resolve_players(
+    players: Players | None, predictors: Sequence[Predictor], allowed: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Map each player to its (P,) bool mask of predictors.
 
-    Predictors outside every player stay masked in every coalition.
+    Predictors outside every player stay masked in every coalition. With ``allowed`` (P,) (a
+    model's :attr:`~masksdm.model.checkpoint.ModelCard.allowed`), predictors the model never uses
+    are no one's: the default groups or predictors without any are left out, a named player
+    without any is an error.
 
     >>> ps = [Predictor("bio_1", "WorldClim"), Predictor("bio_12", "WorldClim"), Predictor("Slope", "Topography")]
     >>> {k: v.tolist() for k, v in resolve_players("groups", ps).items()}
@@ -88,6 +93,14 @@ def resolve_players(players: Players | None, predictors: Sequence[Predictor]) ->
     for name, mask in masks.items():
         if not mask.any():
             raise ConfigError(f"player {name!r} holds no predictor: give it group or predictor names")
+    if allowed is not None:
+        masks = {name: mask & allowed for name, mask in masks.items()}
+        unused = [name for name, mask in masks.items() if not mask.any()]
+        if unused and players not in (None, "groups", "predictors"):
+            raise ConfigError(f"players {unused} hold only predictors the model was trained without (train.use)")
+        masks = {name: mask for name, mask in masks.items() if mask.any()}
+        if not masks:
+            raise ConfigError("no player holds a predictor the model uses (train.use)")
     owners = np.stack(list(masks.values())).sum(axis=0)
     if (owners > 1).any():
         shared = [p.name for p, n in zip(predictors, owners, strict=True) if n > 1]
@@ -308,7 +321,7 @@ def local_shapley(
         >>> result.values.shape  # (sites, species, groups)  # doctest: +SKIP
         (100, 1, 6)
     """
-    masks = resolve_players(players, card.predictors)
+    masks = resolve_players(players, card.predictors, card.allowed)
     game = LocalGame(
         model, _check_x(x, card), np.stack(list(masks.values())), _species(card, species),
         scale=scale, batch_size=batch_size, precision=precision,
@@ -352,7 +365,7 @@ def global_shapley(
     Returns:
         The result and the names of the species used (in the order of the rows when per species).
     """
-    masks = resolve_players(players, card.predictors)
+    masks = resolve_players(players, card.predictors, card.allowed)
     chosen = _species(card, species)
     y = None
     if metric == "auc":
@@ -408,7 +421,7 @@ def compare_estimators(
         ``seconds``, ``rmse`` and ``max_error`` against the exact values (over sites and players),
         and ``mean_se`` (the mean reported standard error; NaN for exact).
     """
-    masks = resolve_players(players, card.predictors)
+    masks = resolve_players(players, card.predictors, card.allowed)
     if len(masks) > MAX_EXACT_PLAYERS:
         raise ConfigError(f"{len(masks)} players: exact values (the reference) take at most {MAX_EXACT_PLAYERS}")
     game = LocalGame(model, _check_x(x, card), np.stack(list(masks.values())), _species(card, species),

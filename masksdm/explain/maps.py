@@ -39,9 +39,9 @@ def map_players(card: ModelCard, stack: RasterStack, players: Players | None = N
     """
     mappable = mappable_predictors(card, stack)
     if players is None:
-        groups = [g for g, m in resolve_players("groups", card.predictors).items() if (m & mappable).any()]
+        groups = [g for g, m in resolve_players("groups", card.predictors, card.allowed).items() if (m & mappable).any()]
         players = groups
-    masks = resolve_players(players, card.predictors)
+    masks = resolve_players(players, card.predictors, card.allowed)
     for name, mask in masks.items():
         if not (mask & mappable).any():
             raise ConfigError(

@@ -150,7 +150,10 @@ def plan_maps(
         raise ConfigError(
             f"{plot_level} are plot-level predictors with no raster: a map cannot use them; leave them out of --use"
         )
-    visible &= mappable
+    unseen = [p.name for p, v, a in zip(card.predictors, visible, card.allowed, strict=True) if v and not a]
+    if unseen and use:
+        log.info("the model was trained without %s (train.use): they stay masked", unseen)
+    visible &= mappable & card.allowed  # a model trained on a subset never sees the others
     missing = missing_rasters(card, stack, visible)
     if missing:
         raise RasterError(
@@ -158,7 +161,10 @@ def plan_maps(
             f"rasters to the folder, or predict without them: --mask {','.join(missing)}"
         )
     if not visible.any():
-        raise ConfigError("no predictor left to use: check --use and --mask")
+        raise ConfigError(
+            "no predictor left to use: check --use and --mask"
+            + (f" (the model was trained with train.use = {list(card.config.train.use)})" if card.config.train.use else "")
+        )
     return MapPlan(
         species=tuple(names),
         species_index=tuple(int(i) for i in index),

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from masksdm._io import atomic_path, write_json
 from masksdm._version import __version__
-from masksdm.data.predictors import Predictor, normalise_inputs
+from masksdm.data.predictors import Predictor, normalise_inputs, subset_mask
 from masksdm.errors import CheckpointError, DataError
 from masksdm.model.config import RunConfig
 from masksdm.model.network import MaskSDM, MaskSDMEnsemble, Network
@@ -91,6 +91,12 @@ class ModelCard:
         return [p.name for p in self.predictors]
 
     @property
+    def allowed(self) -> np.ndarray:
+        """(T,) the predictors the model may use: those of ``train.use``, or all. Every path
+        masks the others (the network is restricted to them when built, :func:`build_model`)."""
+        return subset_mask(self.config.train.use or None, self.predictors)
+
+    @property
     def d_embeddings(self) -> tuple[int, ...]:
         """Width of each embedding input (they follow the tabular predictors)."""
         return tuple(p.width for p in self.predictors if p.is_embedding)
@@ -149,7 +155,8 @@ class ModelCard:
 
 
 def build_model(card: ModelCard) -> Network:
-    """A freshly initialised network with the card's sizes (an ensemble when ``model.ensemble > 1``)."""
+    """A freshly initialised network with the card's sizes (an ensemble when ``model.ensemble > 1``),
+    restricted to the predictors the card allows (``train.use``)."""
     m = card.config.model
     if m.ensemble == 0:
         raise CheckpointError("model.ensemble is 0 (auto): make the config concrete with for_table(config, n_train) first")
@@ -168,7 +175,9 @@ def build_model(card: ModelCard) -> Network:
             for p in card.predictors if not p.is_embedding
         ],
     )
-    return MaskSDMEnsemble(m.ensemble, **sizes) if m.ensemble > 1 else MaskSDM(**sizes)
+    model = MaskSDMEnsemble(m.ensemble, **sizes) if m.ensemble > 1 else MaskSDM(**sizes)
+    model.restrict(torch.from_numpy(card.allowed))
+    return model
 
 
 def save_checkpoint(run_dir: str | Path, model: Network, card: ModelCard) -> Path:

@@ -138,6 +138,8 @@ class MaskSDM(nn.Module):
         torch.Size([1, 5])
     """
 
+    allowed: Tensor  # (T,) bool buffer, see restrict
+
     def __init__(
         self,
         *,
@@ -178,6 +180,19 @@ class MaskSDM(nn.Module):
         )
         self.head_norm = nn.LayerNorm(d_token)
         self.head = nn.Linear(d_token, n_species)
+        # tokens the model may use (train.use): the others are masked on every path; not saved
+        # with the weights, the card sets it (see restrict)
+        self.register_buffer("allowed", torch.ones(self.n_tokens, dtype=torch.bool), persistent=False)
+        self.restricted = False
+
+    def restrict(self, allowed: Tensor | Sequence[bool]) -> None:
+        """Mask the tokens outside ``allowed`` (T,) bool in every call, whatever ``keep`` says:
+        a model trained on a predictor subset (``train.use``) never sees the other predictors."""
+        mask = torch.as_tensor(allowed, dtype=torch.bool, device=self.allowed.device)
+        if mask.shape != (self.n_tokens,):
+            raise ValueError(f"allowed has shape {tuple(mask.shape)}, expected ({self.n_tokens},): one per token")
+        self.allowed.copy_(mask)
+        self.restricted = not bool(mask.all())
 
     @property
     def n_tokens(self) -> int:
@@ -200,12 +215,15 @@ class MaskSDM(nn.Module):
                 f"x has shape {tuple(x.shape)}, expected (batch, {self.n_inputs}): {self.n_predictors} "
                 f"predictors then the embedding values {list(self.d_embeddings)}"
             )
-        if keep is None or keep.shape[-1] == self.n_tokens:
-            return keep
-        if keep.shape[-1] == self.n_predictors:  # the embeddings follow their NaN test alone
+        if keep is None:
+            return self.allowed if self.restricted else None
+        if keep.shape[-1] == self.n_predictors and self.n_predictors != self.n_tokens:
+            # the embeddings follow their NaN test alone
             pad = torch.ones((*keep.shape[:-1], len(self.d_embeddings)), dtype=torch.bool, device=keep.device)
-            return torch.cat([keep, pad], dim=-1)
-        raise ValueError(f"keep has {keep.shape[-1]} entries per row, expected one per token ({self.n_tokens})")
+            keep = torch.cat([keep, pad], dim=-1)
+        if keep.shape[-1] != self.n_tokens:
+            raise ValueError(f"keep has {keep.shape[-1]} entries per row, expected one per token ({self.n_tokens})")
+        return keep & self.allowed if self.restricted else keep
 
     def tokenize(
         self, x: Tensor, keep: Tensor | None = None, *, columns: Tensor | None = None
@@ -366,6 +384,11 @@ class MaskSDMEnsemble(nn.Module):
 
     def _members(self) -> list[MaskSDM]:
         return [m for m in self.members if isinstance(m, MaskSDM)]
+
+    def restrict(self, allowed: Tensor | Sequence[bool]) -> None:
+        """As :meth:`MaskSDM.restrict`, for every member."""
+        for m in self._members():
+            m.restrict(allowed)
 
     def encode(self, x: Tensor, keep: Tensor | None = None, *, collapse: bool | None = None) -> Tensor:
         """The members' pooled features side by side: (B, k * d_token)."""

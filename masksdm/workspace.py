@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +37,7 @@ from masksdm.data.predictors import (
     UNGROUPED,
     Predictor,
     catalogue_entry,
+    catalogue_name,
     check_input_order,
     default_predictors,
     normalise_inputs,
@@ -69,11 +70,47 @@ def _order_predictors(names: Sequence[str], groups: Mapping[str, str], sources: 
     return out
 
 
+def _catalogue_names(names: Sequence[str], what: str) -> dict[str, str]:
+    """``{name: catalogue name}`` for the names that spell a catalogue predictor another way
+    (``bio3`` -> ``bio_3``, see :func:`~masksdm.data.predictors.catalogue_name`), logged;
+    DataError when two names would become one."""
+    renamed = {n: known for n in names if (known := catalogue_name(n)) is not None and known != n}
+    spelled: dict[str, list[str]] = {}
+    for name in names:
+        spelled.setdefault(renamed.get(name, name), []).append(name)
+    twice = {k: v for k, v in spelled.items() if len(v) > 1}
+    if twice:
+        name, spellings = next(iter(twice.items()))
+        raise DataError(f"{what} {spellings} all name the predictor {name!r} (catalogue spellings): keep one of them")
+    if renamed:
+        log.info("%s renamed to their catalogue names: %s", what, renamed)
+    return renamed
+
+
+def _user_groups(groups: Mapping[str, str] | None, known: Sequence[str]) -> dict[str, str]:
+    """``groups`` with catalogue names as keys, checked against the ``known`` predictor names."""
+    out: dict[str, str] = {}
+    for name, group in (groups or {}).items():
+        key = name if name in known else catalogue_name(name) or name
+        if key not in known:
+            raise DataError(
+                f"groups (--groups) give a group to {name!r}, which is not a predictor of this data: "
+                f"choose among {sorted(known)}"
+            )
+        if not isinstance(group, str) or not group.strip() or group.strip() in ("all", "none"):
+            raise DataError(f"the group of {name!r} must be a name (not empty, 'all' or 'none'), got {group!r}")
+        if out.get(key, group.strip()) != group.strip():
+            raise DataError(f"{key!r} is given two groups, {out[key]!r} and {group.strip()!r}: give it one")
+        out[key] = group.strip()
+    return out
+
+
 def prepare_workspace(
     data: PlotData,
     out_dir: str | Path,
     *,
     rasters: Mapping[str, Path] | None = None,
+    groups: Mapping[str, str] | None = None,
     raster_groups: Mapping[str, str] | None = None,
     add_location: bool = True,
     block_size: float = 1.0,
@@ -82,6 +119,7 @@ def prepare_workspace(
     seed: int = 42,
     split_column: str | None = None,
     test_where: str | None = None,
+    categorical: Sequence[str] = (),
     force: bool = False,
     progress: bool = True,
 ) -> Workspace:
@@ -91,18 +129,29 @@ def prepare_workspace(
         data: plots and occurrences from any loader (``load_splotopen``, ``load_presence_table``);
             its ``info_columns`` are kept in ``plots.parquet`` but are not predictors.
         out_dir: workspace folder to create.
-        rasters: predictor name -> raster path, extracted at plot coordinates.
-        raster_groups: predictor name -> group for rasters (default: the catalogue's group).
+        rasters: predictor name -> raster path, extracted at plot coordinates (from
+            :func:`~masksdm.data.rasters.find_rasters`; a multiband raster's band is found by name).
+        groups: predictor name -> group, for any predictor (table column or raster); by default
+            a catalogue name gets the catalogue's group, another raster its folder's name (as
+            given, not resolved), another table column ``UNGROUPED`` (``"Other"``). A name that
+            is not a predictor of the data is an error that lists them.
+        raster_groups: predictor name -> group for rasters (older form of ``groups``, which wins).
         add_location: add ``Longitude``/``Latitude`` predictors (group Location) when absent.
         block_size, test_fraction, val_fraction, seed: the spatial block split (the default).
         split_column: instead, the user's split: an info column of ``train``/``val``/``test``
             labels (see :func:`~masksdm.data.splits.split_from_column`).
         test_where: instead, a rule marking the test plots, e.g. ``"year >= 2012"`` over the plot
             columns (see :func:`~masksdm.data.splits.split_from_rule`).
+        categorical: predictors whose values are class codes (e.g. an ecoregion or land-cover
+            class): each class seen in the training plots gets its own token; other codes are
+            masked like missing values.
         force: overwrite an existing workspace.
         progress: show progress bars.
 
-    Whatever the split, the normalisation is fitted on the training plots only.
+    Names that spell a catalogue predictor another way (table columns, raster names, ``groups``
+    keys: ``bio3``, ``BIO_03``, ``wc2.1_10m_bio_3``) become the catalogue's name (``bio_3``),
+    logged and recorded in ``workspace.json`` (``renamed``). Whatever the split, the
+    normalisation is fitted on the training plots only.
     """
     out_dir = Path(out_dir)
     if (out_dir / "workspace.json").exists() and not force:
@@ -122,11 +171,18 @@ def prepare_workspace(
             f"split column {split_column!r} is not among the table's info columns {info}: keep it with "
             "--info-columns (the loaders' info_columns)"
         )
+    renamed = _catalogue_names([c for c in plots.columns if c not in ("plot_id", "lon", "lat", *info)], "table columns")
+    if set(renamed.values()) & set(info):
+        raise DataError(f"info columns {sorted(set(renamed.values()) & set(info))} are predictor names: rename them")
+    plots = plots.rename(columns=renamed)
     if add_location:
         plots["Longitude"] = plots.get("Longitude", plots["lon"])
         plots["Latitude"] = plots.get("Latitude", plots["lat"])
     sources = {c: "table" for c in plots.columns if c not in ("plot_id", "lon", "lat", *info)}
-    groups: dict[str, str] = {}
+    raster_names = _catalogue_names(list(rasters or {}), "rasters")
+    rasters = {raster_names.get(k, k): Path(v) for k, v in (rasters or {}).items()}
+    renamed.update(raster_names)
+    chosen = _user_groups(groups, [*sources, *rasters])
     if rasters:
         from masksdm.data.rasters import extract_rasters, raster_group
 
@@ -134,10 +190,12 @@ def prepare_workspace(
         if clash:
             raise DataError(f"predictors {clash} come both from the plot table and from rasters: rename or drop one")
         values = extract_rasters(rasters, plots["lon"].to_numpy(), plots["lat"].to_numpy(), progress=progress)
+        old = {catalogue_name(k) or k: g for k, g in (raster_groups or {}).items()}
         for name in rasters:
             plots[name] = values[name].to_numpy()
             sources[name] = "raster"
-            groups[name] = (raster_groups or {}).get(name) or raster_group(Path(rasters[name]))
+            chosen.setdefault(name, old.get(name) or raster_group(rasters[name], name))
+    groups = chosen
     for name in sources:
         plots[name] = pd.to_numeric(plots[name], errors="raise").astype(np.float64)
         n_inf = int(np.isinf(plots[name]).sum())
@@ -163,11 +221,33 @@ def prepare_workspace(
     meta = {
         "source": data.source,
         "split": {**how, "block_size": block_size, "val_fraction": val_fraction, "seed": seed},
-        "rasters": {k: str(Path(v).resolve()) for k, v in (rasters or {}).items()},
+        "rasters": {k: str(Path(v).resolve()) for k, v in rasters.items()},
         "info_columns": info,
+        "renamed": renamed,
     }
     occurrences = data.occurrences[["plot_id", "species"]]
-    return _write_workspace(out_dir, plots, _order_predictors(list(sources), groups, sources), occurrences, meta)
+    unknown = sorted(set(categorical) - set(sources))
+    if unknown:
+        raise DataError(f"categorical predictors {unknown} are not predictors of this data: choose among {sorted(sources)}")
+    predictors = [replace(p, categorical=True) if p.name in set(categorical) else p
+                  for p in _order_predictors(list(sources), groups, sources)]
+    return _write_workspace(out_dir, plots, predictors, occurrences, meta)
+
+
+#: More classes than this in a categorical predictor's training plots is an error (a continuous
+#: predictor given as categorical, or plot ids).
+MAX_LEVELS = 1000
+
+
+def _with_levels(predictor: Predictor, train_values: pd.Series) -> Predictor:
+    """A categorical predictor with the class codes of its training values as levels."""
+    levels = np.unique(train_values.dropna().to_numpy(dtype=np.float64))
+    if len(levels) > MAX_LEVELS:
+        raise DataError(
+            f"categorical predictor {predictor.name!r} has {len(levels)} classes in the training plots (at most "
+            f"{MAX_LEVELS}): is it a continuous predictor? Leave it out of --categorical"
+        )
+    return replace(predictor, levels=tuple(levels))
 
 
 def _write_workspace(
@@ -183,6 +263,7 @@ def _write_workspace(
         predictors = [p for p in predictors if p.name not in empty]
     if not predictors:
         raise DataError("no predictor left: give rasters (--rasters) or predictor columns in the plot table")
+    predictors = [_with_levels(p, plots.loc[train, p.name]) if p.categorical else p for p in predictors]
     names = [p.name for p in predictors if not p.is_embedding]
     stats = {}
     for name in names:

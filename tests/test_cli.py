@@ -117,3 +117,64 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert len(truth) > 0 and set(truth["top_group"]) <= set(table["subset"])
     assert main(["demo", "--out", str(out), "--quiet"]) == 2  # never silently overwritten
     assert "--force" in capsys.readouterr().err
+
+
+def _wide_table(path, n_plots: int = 300):
+    """A wide CSV: plot_id, lon, lat, predictor columns bio3, ph, noise, and 0/1 species columns."""
+    from conftest import make_plot_data
+
+    data = make_plot_data(n_plots, seed=2)
+    plots = data.plots.rename(columns={"bio_1": "bio3", "PHIHOX": "ph"}).drop(columns=["Releve_area"])
+    present = pd.crosstab(data.occurrences["plot_id"], data.occurrences["species"]).reindex(plots["plot_id"], fill_value=0)
+    plots.join(present.clip(upper=1).reset_index(drop=True)).to_csv(path, index=False)
+    return path
+
+
+def _stack(path, descriptions):
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", height=30, width=40, count=2, dtype="float32", crs="EPSG:4326",
+                       transform=Affine(1.0, 0.0, -10.0, 0.0, -1.0, 62.0)) as dst:
+        dst.write(np.stack([np.full((30, 40), 10.0), np.arange(1200.0).reshape(30, 40)]).astype("float32"))
+        for band, text in enumerate(descriptions or (), start=1):
+            dst.set_band_description(band, text)
+    return path
+
+
+def test_prepare_sets_groups_and_prints_them(tmp_path, capsys):
+    table = _wide_table(tmp_path / "plots.csv")
+    _stack(tmp_path / "rasters" / "climate.tif", ["bio_1", "wc2.1_10m_bio_12"])
+    (tmp_path / "groups.toml").write_text('noise = "Noise"\nph = "Texture"\n', encoding="utf-8")
+    base = ["prepare", "--workspace", str(tmp_path / "ws"), "--table", str(table), "--layout", "wide",
+            "--predictor-columns", "bio3,ph,noise", "--rasters", str(tmp_path / "rasters"), "--min-plots", "5",
+            "--quiet"]
+    assert main([*base, "--groups", "ph=Soil", "--groups-file", str(tmp_path / "groups.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue names: bio3 -> bio_3" in out
+    assert "  WorldClim: bio_1, bio_3, bio_12\n" in out and "  Soil: ph\n" in out and "  Noise: noise\n" in out
+    predictors = json.loads((tmp_path / "ws" / "predictors.json").read_text())
+    assert {p["name"]: p["group"] for p in predictors}["ph"] == "Soil"  # --groups wins over the file
+    # an unknown predictor, a malformed entry, a file value that is not a group: one clear line each
+    assert main([*base, "--force", "--groups", "pH=Soil"]) == 2
+    err = capsys.readouterr().err
+    assert "'pH', which is not a predictor of this data: choose among" in err and "'ph'" in err and "'bio_12'" in err
+    assert main([*base, "--force", "--groups", "ph"]) == 2
+    assert "is not NAME=GROUP" in capsys.readouterr().err
+    (tmp_path / "groups.toml").write_text('wc2.1_bio_1 = "X"\n', encoding="utf-8")
+    assert main([*base, "--force", "--groups-file", str(tmp_path / "groups.toml")]) == 2
+    assert "quote names with dots" in capsys.readouterr().err
+
+
+def test_prepare_refuses_a_multiband_raster_without_band_descriptions(tmp_path, capsys):
+    table = _wide_table(tmp_path / "plots.csv", 100)
+    _stack(tmp_path / "rasters" / "climate.tif", None)
+    code = main(["prepare", "--workspace", str(tmp_path / "ws"), "--table", str(table), "--layout", "wide",
+                 "--predictor-columns", "bio3,ph,noise", "--rasters", str(tmp_path / "rasters"), "--min-plots", "5",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "climate.tif' has 2 bands and no band description" in err and "set_band_description" in err
+    assert not (tmp_path / "ws" / "workspace.json").exists()

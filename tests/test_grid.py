@@ -253,3 +253,57 @@ def test_streaming_writer(folder, tmp_path):
         assert {**streamed.profile, "nodata": 0} == {**whole.profile, "nodata": 0}
         assert streamed.descriptions == whole.descriptions == tuple(names)
         np.testing.assert_array_equal(streamed.read(), whole.read())
+
+
+def _write_bands(path, bands, descriptions, *, res=RES, nodata=None, scales=None, offsets=None):
+    """A multiband GeoTIFF of ``bands`` (n, h, w) on the test grid (or at ``res``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", height=bands.shape[1], width=bands.shape[2], count=len(bands),
+                       dtype=str(bands.dtype), crs="EPSG:4326", transform=Affine(res, 0.0, WEST, 0.0, -res, NORTH),
+                       nodata=nodata) as dst:
+        dst.write(bands)
+        for band, text in enumerate(descriptions or (), start=1):
+            dst.set_band_description(band, text)
+        if scales is not None:
+            dst.scales = scales
+            dst.offsets = offsets or (0.0,) * len(bands)
+    return path
+
+
+@pytest.mark.parametrize("res", [RES, 1.0])  # on the template grid, and warped onto it
+def test_a_multiband_stack_is_read_band_by_band_like_single_files(tmp_path, folder, res):
+    """bio_1, bio_2 (scale 0.5 + 10) and bio_3 (nodata) of the fixture, as bands of one file."""
+    shape = (HEIGHT, WIDTH) if res == RES else (HEIGHT // 2, WIDTH // 2)
+    with RasterStack(folder) as singles:
+        expected = singles.read(["bio_3", "bio_1"])
+    pos = position_values(*shape)
+    nodata = -9999.0
+    bio_1, bio_3 = pos.copy(), pos.copy()
+    bio_1[3, 4] = bio_1[-1, -1] = bio_3[0, 0] = nodata
+    stack = _write_bands(tmp_path / "stack" / "climate.tif", np.stack([bio_3, pos, bio_1]), ["BIO_03", "bio_2", "bio1"],
+                         res=res, nodata=nodata, scales=(1.0, 0.5, 1.0), offsets=(0.0, 10.0, 0.0))
+    like = folder / "bio_1.tif"
+    with RasterStack(stack, like=like) as multi:
+        assert multi.names == ["bio_3", "bio_2", "bio_1"]
+        assert multi.paths == {"bio_3": stack, "bio_2": stack, "bio_1": stack}
+        assert multi.widths == {"bio_3": 1, "bio_2": 1, "bio_1": 1}
+        got = multi.read(["bio_3", "bio_1", "bio_2"])
+    if res == RES:
+        np.testing.assert_array_equal(got[:, :2], expected)
+        np.testing.assert_array_equal(got[:, 2], pos.ravel() * 0.5 + 10.0)
+    else:  # nearest: each 1-degree pixel fills 2 x 2 cells; every band keeps its own nodata and scale
+        for column, (band, scale, offset) in enumerate([(bio_3, 1.0, 0.0), (bio_1, 1.0, 0.0), (pos, 0.5, 10.0)]):
+            up = np.repeat(np.repeat(band, 2, axis=0), 2, axis=1).ravel()
+            np.testing.assert_array_equal(got[:, column], np.where(up == nodata, np.nan, up * scale + offset))
+
+
+def test_an_embedding_raster_is_one_predictor_of_all_its_bands(tmp_path, folder):
+    emb = np.stack([position_values(HEIGHT, WIDTH) + 100_000 * b for b in range(4)])
+    _write_bands(folder / "sat.tif", emb, [f"e{i}" for i in range(4)])  # as `masksdm embed cells` writes it
+    _write_bands(tmp_path / "ws" / "embeddings" / "other.tif", emb[:3], None)  # WORKSPACE/embeddings/<name>.tif
+    with RasterStack([folder, tmp_path / "ws" / "embeddings"]) as stack:
+        assert stack.widths == {"bio_1": 1, "bio_2": 1, "bio_3": 1, "sat": 4, "other": 3}
+        x = stack.read(["sat", "bio_2", "other"])
+    assert x.shape == (HEIGHT * WIDTH, 4 + 1 + 3)
+    np.testing.assert_array_equal(x[:, :4], emb.reshape(4, -1).T)
+    np.testing.assert_array_equal(x[:, 5:], emb[:3].reshape(3, -1).T)

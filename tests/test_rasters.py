@@ -295,3 +295,93 @@ def test_netcdf(tmp_path):
     write_netcdf(tmp_path / "nocf.nc", cf=False)
     with pytest.raises(RasterError, match="no georeferencing"):
         extract_rasters({"nocf": tmp_path / "nocf.nc"}, lon, lat, progress=False)
+
+
+# --- multiband rasters, catalogue spellings, groups -------------------------------------------
+
+def _write_multiband(path, descriptions, *, count=None, west=0.0, north=50.0, res=0.5, height=20, width=30,
+                     nodata=None):
+    """Band b (1-based) holds ``b * 100_000 + row * 1000 + col``; ``descriptions`` (None: none)."""
+    from affine import Affine
+    from fixtures.rasters import position_values
+
+    count = len(descriptions) if count is None else count
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = np.stack([b * 100_000 + position_values(height, width) for b in range(1, count + 1)])
+    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=count, dtype="float32",
+                       crs="EPSG:4326", transform=Affine(res, 0.0, west, 0.0, -res, north), nodata=nodata) as dst:
+        dst.write(values.astype("float32"))
+        for band, text in enumerate(descriptions or (), start=1):
+            if text:
+                dst.set_band_description(band, text)
+    return path
+
+
+def test_a_multiband_stack_gives_one_predictor_per_described_band(tmp_path):
+    stack = _write_multiband(tmp_path / "Mine" / "climate.tif", ["bio_1", "BIO12", "snow_days"])
+    found = find_rasters(tmp_path)
+    assert found == {"bio_1": stack, "bio_12": stack, "snow_days": stack}  # catalogue names for bio
+    assert [raster_group(path, name) for name, path in found.items()] == ["WorldClim", "WorldClim", "Mine"]
+    lon, lat = _centres(PIXELS, 0.0, 50.0, 0.5)
+    out = extract_rasters(found, lon, lat, progress=False)
+    for band, name in enumerate(found, start=1):
+        np.testing.assert_array_equal(out[name], band * 100_000 + _expected(PIXELS))
+    # a name spelled another way finds its band too
+    np.testing.assert_array_equal(extract_rasters({"bio12": stack}, lon, lat, progress=False)["bio12"],
+                                  2 * 100_000 + _expected(PIXELS))
+    with pytest.raises(RasterError, match=r"no band for predictor 'bio_5'.*\['bio_1', 'bio_12', 'snow_days'\]"):
+        extract_rasters({"bio_5": stack}, lon, lat, progress=False)
+
+
+def test_a_multiband_raster_without_band_descriptions_is_a_clear_error(tmp_path):
+    path = _write_multiband(tmp_path / "climate.tif", None, count=3)
+    with pytest.raises(RasterError) as info:
+        extract_rasters(find_rasters(tmp_path), [1.0], [45.0], progress=False)
+    message = str(info.value)
+    assert "climate.tif' has 3 bands and no band description" in message
+    assert "set_band_description(1, 'bio_1')" in message and "gdal_translate -b 1 climate.tif bio_1.tif" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "problem"),
+    [(["bio_1", "", "bio_3"], r"no description for band\(s\) \[2\]"),
+     (["bio1", "bio_1"], r"bands 1 and 2 both name the predictor 'bio_1' \(descriptions 'bio1' and 'bio_1'\)")],
+)
+def test_a_multiband_raster_with_missing_or_repeated_descriptions_is_an_error(tmp_path, descriptions, problem):
+    _write_multiband(tmp_path / "climate.tif", descriptions)
+    with pytest.raises(RasterError, match=rf"climate\.tif' has {len(descriptions)} bands and {problem}"):
+        find_rasters(tmp_path)
+
+
+def test_embedding_rasters_stay_one_predictor_of_all_their_bands(tmp_path):
+    written = _write_multiband(tmp_path / "maps" / "sat.tif", [f"e{i}" for i in range(4)])  # as embed cells writes
+    stored = _write_multiband(tmp_path / "embeddings" / "smarties_s2.tif", None, count=3)  # WORKSPACE/embeddings/
+    assert find_rasters(tmp_path) == {"sat": written, "smarties_s2": stored}
+    for path in (written, stored):
+        with pytest.raises(RasterError, match="is an embedding raster.*embed plots"):
+            extract_rasters({path.stem: path}, [1.0], [45.0], progress=False)
+        with rasterio.open(path) as src:
+            assert rasters_module.is_embedding_raster(src, path)
+
+
+def test_catalogue_spellings_of_raster_names(tmp_path):
+    write_position_tif(tmp_path / "wc" / "wc2.1_10m_bio_12.tif")
+    write_position_tif(tmp_path / "wc" / "BIO3.tif")
+    write_position_tif(tmp_path / "soil" / "phihox.tif")
+    found = find_rasters(tmp_path)
+    assert sorted(found) == ["PHIHOX", "bio_12", "bio_3"]
+    assert found["bio_12"].name == "wc2.1_10m_bio_12.tif"
+    assert {raster_group(p, n) for n, p in found.items() if n != "PHIHOX"} == {"WorldClim"}
+    write_position_tif(tmp_path / "wc" / "bio_03.tif")
+    with pytest.raises(DataError, match="two rasters are named 'bio_3'"):
+        find_rasters(tmp_path)
+
+
+def test_a_raster_group_is_its_folder_as_given_not_resolved(tmp_path):
+    write_position_tif(tmp_path / "downloads" / "x7f3" / "snow_days.tif")
+    (tmp_path / "Snow").symlink_to(tmp_path / "downloads" / "x7f3", target_is_directory=True)
+    found = find_rasters(tmp_path / "Snow")
+    assert raster_group(found["snow_days"]) == "Snow"
+    assert raster_group("snow_days.tif") == "Other"  # no folder given: the catalogue, else Other
+    assert raster_group("bio_1.tif") == "WorldClim"

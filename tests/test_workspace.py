@@ -156,3 +156,56 @@ def test_labels_in_the_order_of_given_species(tiny_workspace):
     np.testing.assert_array_equal(y[:, 0], full[:, 2])
     np.testing.assert_array_equal(y[:, 2], full[:, 0])
     assert not y[:, 1].any()
+
+
+# --- predictor groups and catalogue spellings -----------------------------------------------------
+
+def _renamed(data: PlotData, **names: str) -> PlotData:
+    return PlotData(data.plots.rename(columns=names), data.occurrences, data.source)
+
+
+def test_groups_set_by_the_user_and_catalogue_spellings_of_columns(tmp_path, caplog):
+    data = _renamed(make_plot_data(300), bio_1="BIO_01", PHIHOX="ph")
+    with caplog.at_level(logging.INFO, logger="masksdm.workspace"):
+        ws = prepare_workspace(data, tmp_path / "ws", groups={"ph": "Soil", "noise": "Noise", "Releve_area": "Survey"},
+                               block_size=2.0, progress=False)
+    groups = {p.name: p.group for p in ws.predictors}
+    assert groups == {"bio_1": "WorldClim", "Longitude": "Location", "Latitude": "Location", "Releve_area": "Survey",
+                      "noise": "Noise", "ph": "Soil"}
+    assert next(p for p in ws.predictors if p.name == "bio_1").unit == "degC"  # the catalogue's entry
+    assert "bio_1" in ws.plots.columns and "BIO_01" not in ws.plots.columns
+    assert ws.meta["renamed"] == {"BIO_01": "bio_1"}
+    assert any("BIO_01" in r.getMessage() and "bio_1" in r.getMessage() for r in caplog.records)
+    # a group key may use any spelling of a catalogue name; without groups a column is Other
+    ws = prepare_workspace(data, tmp_path / "ws2", groups={"bio1": "Climate"}, block_size=2.0, progress=False)
+    assert {p.name: p.group for p in ws.predictors}["bio_1"] == "Climate"
+    assert {p.name: p.group for p in ws.predictors}["ph"] == "Other"
+
+
+def test_a_group_for_an_unknown_predictor_is_an_error_listing_the_known_ones(tmp_path):
+    data = _renamed(make_plot_data(100), PHIHOX="ph")
+    with pytest.raises(DataError, match=r"'pH', which is not a predictor of this data: choose among \[.*'ph'"):
+        prepare_workspace(data, tmp_path / "ws", groups={"pH": "Soil"}, progress=False)
+    with pytest.raises(DataError, match="'ph' must be a name"):
+        prepare_workspace(data, tmp_path / "ws", groups={"ph": " "}, progress=False)
+    assert not (tmp_path / "ws" / "workspace.json").exists()
+
+
+def test_two_spellings_of_one_catalogue_name_are_an_error(tmp_path):
+    data = make_plot_data(100)
+    plots = data.plots.assign(bio1=data.plots["bio_1"])
+    with pytest.raises(DataError, match=r"\['bio_1', 'bio1'\] all name the predictor 'bio_1'"):
+        prepare_workspace(PlotData(plots, data.occurrences, "t"), tmp_path / "ws", progress=False)
+
+
+def test_a_raster_group_comes_from_its_folder_as_given(tmp_path):
+    from masksdm.data.rasters import find_rasters
+
+    data = _plots_over(200)
+    write_position_tif(tmp_path / "store" / "a1b2" / "frost_days.tif", west=-6.0, north=59.0, res=1.0, height=22, width=32)
+    write_position_tif(tmp_path / "store" / "a1b2" / "wc2.1_10m_bio_1.tif", west=-6.0, north=59.0, res=1.0,
+                       height=22, width=32)
+    (tmp_path / "Frost").symlink_to(tmp_path / "store" / "a1b2", target_is_directory=True)
+    ws = prepare_workspace(data, tmp_path / "ws", rasters=find_rasters(tmp_path / "Frost"), block_size=2.0,
+                           progress=False)
+    assert {p.name: p.group for p in ws.predictors if p.source == "raster"} == {"bio_1": "WorldClim", "frost_days": "Frost"}

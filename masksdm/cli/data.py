@@ -21,6 +21,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from masksdm.data.predictors import predictor_groups
     from masksdm.data.rasters import find_rasters
     from masksdm.workspace import prepare_workspace
 
@@ -40,14 +41,48 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             info_columns=_info_columns(args), min_plots=args.min_plots, sep=args.sep,
         )
     rasters = find_rasters(args.rasters) if args.rasters else None
-    ws = prepare_workspace(data, args.workspace, rasters=rasters, block_size=args.block_size,
+    ws = prepare_workspace(data, args.workspace, rasters=rasters, groups=_groups(args), block_size=args.block_size,
                            test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
                            split_column=args.split_column, test_where=args.test_where,
+                           categorical=csv_list(args.categorical) if args.categorical else (),
                            force=args.force, progress=not args.quiet)
     split = ws.meta["split"]
     print(f"workspace {ws.path}: {ws.meta['n_plots']} plots, {ws.meta['n_species']} species, "
           f"{ws.meta['n_predictors']} predictors; train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
+    renamed = ws.meta.get("renamed") or {}
+    if renamed:
+        print("catalogue names: " + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
+    print("predictor groups (set them with --groups NAME=GROUP,...):")
+    for group, names in predictor_groups(ws.predictors).items():
+        print(f"  {group}: {', '.join(names)}")
     return 0
+
+
+def _groups(args: argparse.Namespace) -> dict[str, str] | None:
+    """--groups-file (a TOML table of name = "group"), then the --groups NAME=GROUP entries over it."""
+    out: dict[str, str] = {}
+    if args.groups_file:
+        import tomllib
+
+        path = args.groups_file
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MaskSDMError(f"cannot read --groups-file '{path}': {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MaskSDMError(f"--groups-file '{path}' is not TOML ({exc}): write one line per predictor, "
+                               'name = "Group"') from None
+        for name, group in table.items():
+            if not isinstance(group, str):
+                raise MaskSDMError(f"--groups-file '{path}': {name} = {group!r} is not a group name: write "
+                                   f'{name} = "Group" (quote names with dots: "wc2.1_bio_1" = "Group")')
+            out[name] = group
+    for item in csv_list(args.groups or ""):
+        name, sep, group = item.partition("=")
+        if not sep or not name.strip() or not group.strip():
+            raise MaskSDMError(f"--groups entry {item!r} is not NAME=GROUP: e.g. --groups bio3=WorldClim,ph=Soil")
+        out[name.strip()] = group.strip()
+    return out or None
 
 
 def _info_columns(args: argparse.Namespace) -> list[str] | None:
@@ -144,7 +179,14 @@ def add_prepare(sub) -> None:
     p.add_argument("--presence-column", help="long layout: column of 0/1 or counts (0 = absent)")
     p.add_argument("--predictor-columns", help="comma-separated predictor columns already in the table")
     p.add_argument("--info-columns", help="comma-separated table columns to keep that are not predictors (e.g. year)")
-    p.add_argument("--rasters", nargs="+", type=Path, help="raster files or folders (GeoTIFF, .asc, .grd, ...)")
+    p.add_argument("--rasters", nargs="+", type=Path, help="raster files or folders (GeoTIFF, .asc, .grd, ...); "
+                   "a multiband raster gives one predictor per band, named by its band description")
+    p.add_argument("--groups", help="predictor groups, e.g. bio3=WorldClim,ph=Soil (default: the catalogue's group, "
+                   "else a raster's folder name, else Other)")
+    p.add_argument("--groups-file", type=Path, help='a TOML file of predictor groups, one line each: ph = "Soil" '
+                   "(--groups entries win)")
+    p.add_argument("--categorical", help="comma-separated predictors whose values are class codes (e.g. "
+                   "ecoregion,landcover): one learnt token per class instead of a number")
     p.add_argument("--min-plots", type=int, default=20, help="keep species seen in more than this many plots (20)")
     p.add_argument("--block-size", type=float, default=1.0, help="spatial block size in degrees (1)")
     p.add_argument("--test-fraction", type=float, default=0.15)

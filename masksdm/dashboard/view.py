@@ -366,10 +366,15 @@ class Dashboard:
             raise DataError(f"{predictor} is an embedding: it has no single value to vary")
         stats = self.card.normalisation[predictor]
         column = sum(p.width for p in self.card.predictors[:j])
-        raw = self.workspace.raw_predictors("train", [predictor])[:, 0]
-        lo, hi = np.nanquantile(raw, [0.01, 0.99]) if np.isfinite(raw).any() else (stats["mean"] - 2, stats["mean"] + 2)
-        values = np.linspace(lo, hi, n)
-        z = normalise(values[:, None], [predictor], self.card.normalisation)[:, 0]
+        if self.card.predictors[j].categorical:  # one point per class
+            values = np.array(self.card.predictors[j].levels)
+            z = np.arange(len(values), dtype=np.float32)
+            n = len(values)
+        else:
+            raw = self.workspace.raw_predictors("train", [predictor])[:, 0]
+            lo, hi = np.nanquantile(raw, [0.01, 0.99]) if np.isfinite(raw).any() else (stats["mean"] - 2, stats["mean"] + 2)
+            values = np.linspace(lo, hi, n)
+            z = normalise(values[:, None], [predictor], self.card.normalisation)[:, 0]
         i = torch.tensor([self._species_index[species]], device=self.device)
         if mode == "alone":
             x = torch.full((n, self.card.n_columns), float("nan"))

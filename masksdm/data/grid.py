@@ -2,7 +2,9 @@
 
 To predict a map, every predictor must be known at the same cells. :class:`RasterStack` takes the
 predictor rasters found by :func:`masksdm.data.rasters.find_rasters` (one single-band file per
-predictor, file stem = predictor name) and reads them on one **template grid**: the CRS, affine
+predictor, file stem = predictor name; or one band per predictor of a multiband raster, named by
+its band description; or all the bands of an embedding raster, one predictor) and reads them on
+one **template grid**: the CRS, affine
 transform, width and height of the raster passed as ``like``; by default of ``bio_1``, else of the
 first raster found. A raster already on that grid is read as is; any other (another CRS,
 resolution or extent) is read through a GDAL warped VRT (:class:`rasterio.vrt.WarpedVRT`) onto
@@ -12,8 +14,8 @@ take the neighbour's value). Reads go window by window (:meth:`RasterStack.windo
 continent at 1 km never has to fit in memory.
 
 File formats are those of :mod:`masksdm.data.rasters`: GeoTIFF, ESRI ASCII grids (CRS in a ``.prj``),
-R raster ``.grd``/``.gri``, VRT, ERDAS ``.img`` and netCDF (one variable). Band 1 is used and
-must declare its CRS; nodata, masked cells and cells outside a raster's extent become NaN; a
+R raster ``.grd``/``.gri``, VRT, ERDAS ``.img`` and netCDF (one variable). Each raster must
+declare its CRS; nodata, masked cells and cells outside a raster's extent become NaN; a
 scale/offset declared in the file is applied.
 
 ``Longitude`` and ``Latitude`` are not read from rasters: they come from the template grid (cell
@@ -63,7 +65,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from masksdm._io import atomic_path, check_writable
-from masksdm.data.rasters import Sources, find_rasters, nodata_mask, open_raster
+from masksdm.data.rasters import Sources, find_rasters, nodata_mask, open_raster, predictor_bands
 from masksdm.errors import ConfigError, RasterError
 
 __all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "apply_transform", "write_geotiff"]
@@ -78,13 +80,14 @@ _BLOCK = 256  # output tile size; strips of 256 rows write whole tiles
 
 @dataclass
 class _Layer:
-    """One predictor raster: the open file and, when off the template grid, its warped view."""
+    """One predictor: the open file, when off the template grid its warped view, and its bands."""
 
     path: Path
     src: Any  # rasterio DatasetReader
     vrt: WarpedVRT | None
-    scale: float
-    offset: float
+    bands: tuple[int, ...]  # 1-based: one band, or every band of an embedding raster
+    scale: np.ndarray  # (len(bands),) float32
+    offset: np.ndarray
 
 
 def _require_crs(src: Any, path: Path) -> None:
@@ -130,7 +133,8 @@ class RasterStack:
             :class:`rasterio.enums.Resampling` name (``"nearest"``, ``"bilinear"``, ...).
 
     Attributes:
-        names: predictor names (file stems) in :func:`~masksdm.data.rasters.find_rasters` order;
+        names: predictor names (file stems, band descriptions) in
+            :func:`~masksdm.data.rasters.find_rasters` order;
             ``Longitude`` and ``Latitude`` can be read too (:data:`COMPUTED_PREDICTORS`).
         paths: ``{name: raster path}``.
         template: the raster that defines the grid.
@@ -169,7 +173,7 @@ class RasterStack:
         self._layers: dict[str, _Layer] = {}
         try:
             for name, path in self.paths.items():
-                self._layers[name] = self._open_layer(path)
+                self._layers[name] = self._open_layer(name, path)
         except BaseException:
             self.close()
             raise
@@ -208,12 +212,19 @@ class RasterStack:
         dx, dy = np.subtract(apply_transform(src.transform, col, row), apply_transform(self.transform, col, row))
         return bool(np.all(np.hypot(dx, dy) < 1e-3 * pixel))
 
-    def _open_layer(self, path: Path) -> _Layer:
+    def _open_layer(self, name: str, path: Path) -> _Layer:
         src = open_raster(path)
         try:
             _require_crs(src, path)
+            bands = predictor_bands(src, path, name)
             vrt = None
             if not self._on_grid(src):
+                if len(bands) == 1 and src.count > 1:
+                    # GDAL's warper ignores per-band nodata of a multiband source: warp a
+                    # one-band view of the predictor's band (it keeps nodata, scale and offset)
+                    single = rasterio.open(f"vrt://{src.name}?bands={bands[0]}")
+                    src.close()
+                    src, bands = single, (1,)
                 # float32 working type with NaN nodata: source nodata, masks and cells outside
                 # the source all come out NaN.
                 vrt = WarpedVRT(
@@ -224,8 +235,11 @@ class RasterStack:
         except BaseException:
             src.close()
             raise
-        scale, offset = src.scales[0], src.offsets[0]
-        return _Layer(path, src, vrt, 1.0 if scale is None else scale, offset or 0.0)
+        # one band: its own scale/offset; an embedding raster: band 1's, for every band (as before)
+        first = bands[0] - 1 if len(bands) == 1 else 0
+        scale = np.float32(1.0 if src.scales[first] is None else src.scales[first])
+        offset = np.float32(src.offsets[first] or 0.0)
+        return _Layer(path, src, vrt, bands, np.full(len(bands), scale), np.full(len(bands), offset))
 
     def close(self) -> None:
         """Close every raster (idempotent)."""
@@ -295,20 +309,21 @@ class RasterStack:
 
     @property
     def widths(self) -> dict[str, int]:
-        """Band count of each raster (1, or an embedding's width for an embedding raster)."""
-        return {name: int(layer.src.count) for name, layer in self._layers.items()}
+        """Columns of each predictor (1, or an embedding's width for an embedding raster)."""
+        return {name: len(layer.bands) for name, layer in self._layers.items()}
 
     def _read_layer(self, layer: _Layer, window: Window) -> np.ndarray:
-        """(cells, bands) float32 values of one raster (one band, or every band of an embedding)."""
+        """(cells, bands) float32 values of one predictor (one band, or every band of an embedding)."""
+        bands, src = list(layer.bands), layer.src
         try:
             if layer.vrt is not None:
-                values = layer.vrt.read(window=window)
+                values = layer.vrt.read(bands, window=window)
             else:
-                raw = layer.src.read(window=window)
-                invalid = nodata_mask(raw, layer.src.nodatavals[0])
-                flags = layer.src.mask_flag_enums[0]
+                raw = src.read(bands, window=window)
+                invalid = nodata_mask(raw, src.nodatavals[bands[0] - 1])  # an embedding: band 1's
+                flags = src.mask_flag_enums[bands[0] - 1]
                 if not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags):
-                    invalid |= layer.src.read_masks(window=window) == 0
+                    invalid |= src.read_masks(bands, window=window) == 0
                 values = raw.astype(np.float32)
                 values[invalid] = np.nan
         except rasterio.errors.RasterioError as exc:
@@ -316,8 +331,8 @@ class RasterStack:
                 f"cannot read the pixels of raster '{layer.path}' ({exc}): the file is "
                 "truncated or incomplete (e.g. a .grd without its .gri); write it again"
             ) from exc
-        if layer.scale != 1.0 or layer.offset != 0.0:
-            values = values * np.float32(layer.scale) + np.float32(layer.offset)
+        if (layer.scale != 1.0).any() or (layer.offset != 0.0).any():
+            values = values * layer.scale[:, None, None] + layer.offset[:, None, None]
         return values.reshape(len(values), -1).T
 
     def read(self, names: str | Sequence[str], window: Window | None = None) -> np.ndarray:
@@ -329,7 +344,7 @@ class RasterStack:
 
         Returns:
             float32 ``(n_cells, columns)``, cells in row-major order, one column per name (all
-            the bands of a multi-band embedding raster, see :attr:`widths`); NaN for nodata,
+            the bands of a multiband embedding raster, see :attr:`widths`); NaN for nodata,
             masked cells and cells outside a raster. ``Longitude``/``Latitude`` always come from
             the grid (:meth:`lonlat`), even if a raster has that name.
 
@@ -345,7 +360,7 @@ class RasterStack:
                 "raster folders or predict with the available predictors only"
             )
         win = self._window(window)
-        widths = [1 if n in COMPUTED_PREDICTORS else int(self._layers[n].src.count) for n in names]
+        widths = [1 if n in COMPUTED_PREDICTORS else len(self._layers[n].bands) for n in names]
         out = np.empty((win.height * win.width, sum(widths)), dtype=np.float32)
         lonlat = self.lonlat(win) if set(names) & set(COMPUTED_PREDICTORS) else None
         start = 0

@@ -15,8 +15,10 @@ Human         ``HFP2009 Built2009 Croplands2005 Lights2009 Navwater2009 Pasture2
               ``Popdensity2010 Railways Roads``
 ============  =====================================================================  ==========
 
-Rasters are matched to predictors by file stem (``bio_1.tif`` is ``bio_1``); a raster whose name is
-not in the catalogue becomes a predictor of the group named by its parent folder.
+Rasters are matched to predictors by file stem (``bio_1.tif`` is ``bio_1``) or band description; a
+raster whose name is not in the catalogue becomes a predictor of the group named by its parent folder.
+Names are matched to the catalogue tolerantly (:func:`catalogue_name`): ``bio3``, ``BIO_03`` and
+``wc2.1_10m_bio_3`` are all ``bio_3``, ``phihox`` is ``PHIHOX``.
 
 Data sources to cite: WorldClim 2.1 (Fick & Hijmans 2017, Int. J. Climatol. 37:4302-4315);
 SoilGrids 250 m (Hengl et al. 2017, PLoS ONE 12:e0169748); SRTM topography; the global human
@@ -27,8 +29,10 @@ Global Ecol. Biogeogr. 30:1740-1764).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +46,11 @@ __all__ = [
     "Predictor",
     "UNGROUPED",
     "catalogue_entry",
+    "catalogue_name",
     "check_input_order",
     "column_mask",
     "input_widths",
+    "level_codes",
     "default_predictors",
     "group_of",
     "predictor_groups",
@@ -65,6 +71,10 @@ class Predictor:
             ``<name>.tif`` raster of ``width`` bands).
         unit: physical unit, for documentation and plots.
         width: number of values: 1 for a tabular predictor, the vector length for an embedding.
+        categorical: the values are class codes (an ecoregion, a land-cover class): the model
+            gives each class its own learnt token instead of reading the value as a number.
+        levels: the class codes seen in the training plots, sorted (set by the workspace); a
+            code outside them is unknown and masked like a missing value (:func:`level_codes`).
     """
 
     name: str
@@ -72,13 +82,23 @@ class Predictor:
     source: str = "raster"
     unit: str = ""
     width: int = 1
+    categorical: bool = False
+    levels: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))  # a JSON list too
+        if self.levels and not self.categorical:
+            raise DataError(f"predictor {self.name!r} has levels but is not categorical")
 
     @property
     def is_embedding(self) -> bool:
         return self.source == EMBEDDING
 
-    def to_dict(self) -> dict[str, str | int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not self.categorical:  # the files of continuous predictors stay as they were
+            del out["categorical"], out["levels"]
+        return out
 
 
 #: ``Predictor.source`` of embedding inputs; they always follow the tabular predictors.
@@ -163,15 +183,42 @@ _CATALOGUE = {p.name: p for p in default_predictors()}
 UNGROUPED = "Other"
 
 
+# Catalogue names by their spelling key (lower case, separators ``-``, ``.`` and spaces as ``_``).
+_CATALOGUE_KEYS = {re.sub(r"[\s.\-]", "_", name).lower(): name for name in _CATALOGUE}
+# A WorldClim bioclimatic variable 1..19 at the end of a name, after its start or a separator.
+_BIOCLIM = re.compile(r"(?:.*[\s_.\-])?bio[\s_.\-]?0*([1-9]|1[0-9])", re.IGNORECASE)
+
+
+def catalogue_name(name: str) -> str | None:
+    """The catalogue predictor that ``name`` spells, or None.
+
+    The rule, first match wins: the exact name; the same name ignoring case, with ``-``, ``.`` and
+    spaces read as ``_`` (``phihox``, ``Releve area``); a WorldClim bioclimatic variable: ``bio``,
+    an optional separator, then 1..19 with optional leading zeros, at the start of the name or
+    after a separator (``bio3``, ``BIO_03``, ``wc2.1_10m_bio_3``, ``CHELSA_bio3`` are ``bio_3``).
+
+    >>> [catalogue_name(n) for n in ("bio_3", "bio3", "BIO_03", "wc2.1_10m_bio_3", "phihox", "bio_20", "ph")]
+    ['bio_3', 'bio_3', 'bio_3', 'bio_3', 'PHIHOX', None, None]
+    """
+    if name in _CATALOGUE:
+        return name
+    key = re.sub(r"[\s.\-]", "_", name.strip()).lower()
+    if key in _CATALOGUE_KEYS:
+        return _CATALOGUE_KEYS[key]
+    match = _BIOCLIM.fullmatch(name.strip())
+    return f"bio_{int(match.group(1))}" if match else None
+
+
 def group_of(name: str, *, fallback: str = UNGROUPED) -> str:
-    """Group of a predictor name from the catalogue, or ``fallback`` for unknown names."""
-    known = _CATALOGUE.get(name)
+    """Group of a predictor name from the catalogue (:func:`catalogue_name`), or ``fallback``."""
+    known = catalogue_entry(name)
     return known.group if known else fallback
 
 
 def catalogue_entry(name: str) -> Predictor | None:
-    """The catalogue's entry for ``name``, if any."""
-    return _CATALOGUE.get(name)
+    """The catalogue's entry for ``name`` or a spelling of it (:func:`catalogue_name`), if any."""
+    known = catalogue_name(name)
+    return None if known is None else _CATALOGUE[known]
 
 
 def predictor_groups(predictors: Sequence[Predictor]) -> dict[str, list[str]]:
@@ -244,7 +291,8 @@ def normalise_inputs(
     raw: np.ndarray, predictors: Sequence[Predictor], stats: Mapping[str, Mapping[str, float]]
 ) -> np.ndarray:
     """Model inputs (N, sum of widths) float32 from raw values: tabular predictors z-scored with
-    ``stats``, embedding vectors as they are."""
+    ``stats``, categorical ones as their level index (:func:`level_codes`), embedding vectors as
+    they are."""
     raw = np.asarray(raw)
     widths = input_widths(predictors)
     if raw.ndim != 2 or raw.shape[1] != widths.sum():
@@ -254,8 +302,28 @@ def normalise_inputs(
         )
     scalar = np.repeat([not p.is_embedding for p in predictors], widths)
     if scalar.all():
-        return normalise(raw, [p.name for p in predictors], stats)
-    out = raw.astype(np.float32)
-    names = [p.name for p in predictors if not p.is_embedding]
-    out[:, scalar] = normalise(raw[:, scalar], names, stats)
+        out = normalise(raw, [p.name for p in predictors], stats)
+    else:
+        out = raw.astype(np.float32)
+        names = [p.name for p in predictors if not p.is_embedding]
+        out[:, scalar] = normalise(raw[:, scalar], names, stats)
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    for p, start in zip(predictors, starts, strict=True):
+        if p.categorical:  # class codes -> their index among the training levels
+            out[:, start] = level_codes(raw[:, start], p.levels)
     return out
+
+
+def level_codes(values: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Index (float32) of each value among the sorted ``levels``; NaN for a missing value or a
+    class the training plots did not have (masked by the model).
+
+    >>> level_codes(np.array([3.0, 12.0, np.nan, 5.0]), [3.0, 12.0])
+    array([ 0.,  1., nan, nan], dtype=float32)
+    """
+    known = np.asarray(levels, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if len(known) == 0:
+        return np.full(values.shape, np.nan, dtype=np.float32)
+    index = np.clip(np.searchsorted(known, values), 0, len(known) - 1)
+    return np.where(known[index] == values, index, np.nan).astype(np.float32)

@@ -1,7 +1,8 @@
 """Find predictor rasters and extract their values at plot coordinates.
 
 Expected sources are the global rasters of the MaskSDM paper, one single-band file per predictor,
-named after it (file stem = predictor name, see :mod:`masksdm.data.predictors`):
+named after it (file stem = predictor name, see :mod:`masksdm.data.predictors`), or multiband
+stacks whose band descriptions name the predictors (see *Multiband rasters* below):
 
 * WorldClim 2.1 bioclimatic variables ``bio_1`` .. ``bio_19`` (30 arc-seconds, EPSG:4326; Fick
   S.E. & Hijmans R.J. 2017, WorldClim 2: new 1-km spatial resolution climate surfaces for global
@@ -15,11 +16,22 @@ named after it (file stem = predictor name, see :mod:`masksdm.data.predictors`):
   Data 3:160067).
 
 Any other raster works too: its name becomes a predictor of the group named by its folder.
+Names are matched to the catalogue tolerantly (:func:`~masksdm.data.predictors.catalogue_name`):
+``wc2.1_10m_bio_3.tif`` and ``BIO3.tif`` are the predictor ``bio_3``.
+
+Multiband rasters: each band is one predictor, named by its band description (GDAL's band
+description, rasterio's ``src.descriptions``), matched to the catalogue like a file stem: a stack
+``climate.tif`` with bands described ``bio_1``, ``bio_12`` gives the predictors ``bio_1`` and
+``bio_12``. Some bands without a description, or two naming the same predictor, is an error.
+Embedding rasters (``masksdm embed cells``: bands described ``e0``, ``e1``, ... or any multiband
+raster in an ``embeddings`` folder) are one predictor of all their bands, named by the file stem
+(:func:`predictor_bands`); so is a multiband raster without any band description, which maps read
+as an embedding and :func:`extract_rasters` refuses (name its bands, or split it).
 
 File format: anything GDAL reads as a georeferenced grid; folders are searched (recursively) for
 GeoTIFF (``.tif``/``.tiff``), ESRI ASCII grids (``.asc``, with the CRS in a ``.prj`` file next to
 it), R raster (``.grd`` + ``.gri``), VRT (``.vrt``), ERDAS Imagine (``.img``) and netCDF (``.nc``,
-one variable). Band 1 is used. The raster must declare its CRS (any CRS: points are reprojected,
+one variable). The raster must declare its CRS (any CRS: points are reprojected,
 rasters never are); its nodata value (and any mask band) becomes NaN; a scale/offset declared in
 the file (GDAL band scale/offset, e.g. netCDF ``scale_factor``/``add_offset``) is applied. Each
 point gets the value of the pixel containing it (no interpolation).
@@ -43,18 +55,22 @@ from pyproj import CRS, Transformer
 from rasterio.enums import MaskFlags, Resampling
 from tqdm import tqdm
 
+from masksdm.data.embeddings import EMBEDDINGS_DIR
 from masksdm.data.plotdata import check_coordinates
-from masksdm.data.predictors import group_of
+from masksdm.data.predictors import UNGROUPED, catalogue_name, group_of
 from masksdm.errors import DataError, RasterError
 
-__all__ = ["RASTER_SUFFIXES", "extract_rasters", "find_rasters", "nodata_mask", "open_raster", "raster_group", "read_map"]
+__all__ = [
+    "RASTER_SUFFIXES", "extract_rasters", "find_rasters", "is_embedding_raster", "nodata_mask", "open_raster",
+    "predictor_bands", "raster_group", "read_map",
+]
 
 logger = logging.getLogger(__name__)
 
 #: File extensions searched for in raster folders.
 RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".asc", ".grd", ".vrt", ".img", ".nc")
 
-# Rasters whose band 1 decodes to at most this many bytes are read in one go; larger ones are
+# Raster bands that decode to at most this many bytes are read in one go; larger ones are
 # read block by block, only the blocks that hold points.
 _READ_WHOLE_MAX_BYTES = 64 * 2**20
 _WGS84 = CRS.from_epsg(4326)
@@ -65,7 +81,11 @@ Sources = str | Path | Sequence[str | Path]
 
 
 def find_rasters(sources: Sources) -> dict[str, Path]:
-    """Map predictor names (file stems) to raster files.
+    """Map predictor names (file stems, or band descriptions of multiband rasters) to raster files.
+
+    Names are catalogue names where a stem or description spells one (``BIO3.tif`` is ``bio_3``,
+    logged); a multiband raster gives one name per band, all mapped to the same file (the band is
+    found again by :func:`predictor_bands`), except an embedding raster, one name.
 
     Args:
         sources: a raster file, a folder (searched recursively for :data:`RASTER_SUFFIXES`; hidden
@@ -73,10 +93,12 @@ def find_rasters(sources: Sources) -> dict[str, Path]:
             taken whatever its extension.
 
     Returns:
-        ``{stem: path}`` in sorted path order within each source, sources in the given order.
+        ``{name: path}`` in sorted path order within each source (a stack: in band order), sources
+        in the given order.
 
     Raises:
-        DataError: a source does not exist, two rasters share a stem, or no raster is found.
+        DataError: a source does not exist, two rasters give the same name, or no raster is found.
+        RasterError: a multiband raster whose bands are not described by unique names.
     """
     if isinstance(sources, str | Path):
         sources = [sources]
@@ -98,13 +120,13 @@ def find_rasters(sources: Sources) -> dict[str, Path]:
                 f"raster source '{source}' does not exist: pass raster files or folders"
             )
         for path in files:
-            name = path.stem
-            if name in found and found[name].resolve() != path.resolve():
-                raise DataError(
-                    f"two rasters are named '{name}': '{found[name]}' and '{path}'; each "
-                    "predictor needs one raster: rename or remove one of them"
-                )
-            found[name] = path
+            for name in _predictor_names(path):
+                if name in found and found[name].resolve() != path.resolve():
+                    raise DataError(
+                        f"two rasters are named '{name}': '{found[name]}' and '{path}'; each "
+                        "predictor needs one raster: rename or remove one of them"
+                    )
+                found[name] = path
     if not found:
         shown = ", ".join(f"'{s}'" for s in sources)
         raise DataError(
@@ -114,11 +136,103 @@ def find_rasters(sources: Sources) -> dict[str, Path]:
     return found
 
 
-def raster_group(path: str | Path) -> str:
-    """Predictor group of a raster: its catalogue group, else the name of its parent folder."""
+def _predictor_names(path: Path) -> list[str]:
+    """The predictor names a raster file gives (its stem, or one per band of a multiband raster)."""
+    try:
+        src = open_raster(path)
+    except RasterError:  # reported with its reason when the raster is read
+        src = None
+    if src is not None:
+        with src:
+            if not _one_predictor(src, path):
+                return list(_described_bands(src, path))
+    name = catalogue_name(path.stem) or path.stem
+    if name != path.stem:
+        logger.info("raster '%s' is the predictor '%s' (its catalogue name)", path, name)
+    return [name]
+
+
+def is_embedding_raster(src: rasterio.io.DatasetReader, path: str | Path) -> bool:
+    """A multiband raster of embedding vectors (one predictor of all its bands): bands described
+    ``e0``, ``e1``, ... as ``masksdm embed cells`` writes them, or any multiband raster in an
+    ``embeddings`` folder (``WORKSPACE/embeddings/<name>.tif``)."""
+    if src.count < 2:
+        return False
+    return Path(path).parent.name == EMBEDDINGS_DIR or tuple(src.descriptions) == tuple(
+        f"e{i}" for i in range(src.count)
+    )
+
+
+def _one_predictor(src: rasterio.io.DatasetReader, path: str | Path) -> bool:
+    """A raster read as one predictor of all its bands: one band, an embedding raster, or a
+    multiband raster without any band description (maps read it as an embedding of that name;
+    :func:`extract_rasters` refuses it)."""
+    return src.count == 1 or is_embedding_raster(src, path) or not any(d and d.strip() for d in src.descriptions)
+
+
+def _described_bands(src: rasterio.io.DatasetReader, path: Path) -> dict[str, int]:
+    """Predictor name -> band of a multiband raster, from its band descriptions."""
+    descriptions = [(d or "").strip() for d in src.descriptions]
+    lacking = [i for i, d in enumerate(descriptions, start=1) if not d]
+    names: dict[str, int] = {}
+    problem = ""
+    if len(lacking) == len(descriptions):
+        problem = "no band description"
+    elif lacking:
+        problem = f"no description for band(s) {lacking}"
+    else:
+        for band, text in enumerate(descriptions, start=1):
+            name = catalogue_name(text) or text
+            if name in names:
+                problem = (f"bands {names[name]} and {band} both name the predictor '{name}' "
+                           f"(descriptions {descriptions[names[name] - 1]!r} and {text!r})")
+                break
+            names[name] = band
+    if problem:
+        raise RasterError(
+            f"raster '{path}' has {src.count} bands and {problem}: each band of a multiband raster "
+            "is one predictor, named by its band description. Describe every band with a unique "
+            f"predictor name (rasterio: `with rasterio.open('{path.name}', 'r+') as dst: "
+            "dst.set_band_description(1, 'bio_1')`, and so on for each band; a VRT: <Description>), "
+            f"or split it into one file per predictor (`gdal_translate -b 1 {path.name} bio_1.tif`)"
+        )
+    renamed = {text: name for text, name in zip(descriptions, names, strict=True) if text != name}
+    if renamed:
+        logger.info("raster '%s': bands %s are the catalogue's predictors", path, renamed)
+    return names
+
+
+def predictor_bands(src: rasterio.io.DatasetReader, path: str | Path, name: str) -> tuple[int, ...]:
+    """The bands (1-based) of the open raster ``src`` (file ``path``) that hold predictor ``name``:
+    ``(1,)`` for a single-band raster, every band of an embedding raster
+    (:func:`is_embedding_raster`) or of a multiband raster without band descriptions (an
+    embedding raster written by another tool), else the band whose description names ``name``.
+
+    Raises:
+        RasterError: a multiband raster without unique band descriptions, or without ``name``.
+    """
+    if src.count == 1:
+        return (1,)
+    if _one_predictor(src, path):
+        return tuple(range(1, src.count + 1))
+    bands = _described_bands(src, Path(path))
+    name = name if name in bands else catalogue_name(name) or name
+    if name not in bands:
+        raise RasterError(
+            f"raster '{path}' has no band for predictor '{name}': its {src.count} bands are the "
+            f"predictors {list(bands)} (band descriptions); find its rasters with find_rasters()"
+        )
+    return (bands[name],)
+
+
+def raster_group(path: str | Path, name: str | None = None) -> str:
+    """Predictor group of a raster (of its band ``name`` for a multiband raster): the catalogue
+    group of the name (default: the file stem), else the name of the raster's folder as given
+    (never resolved: a symlinked folder keeps its own name), else ``UNGROUPED``."""
     path = Path(path)
-    group = group_of(path.stem, fallback="")
-    return group or path.resolve().parent.name
+    group = group_of(name or path.stem, fallback="")
+    folder = path.parent.name
+    return group or (folder if folder not in ("", ".", "..") else UNGROUPED)
 
 
 @functools.lru_cache(maxsize=64)
@@ -232,25 +346,25 @@ def nodata_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
 
 
 def _sample(
-    src: rasterio.io.DatasetReader, rows: np.ndarray, cols: np.ndarray
+    src: rasterio.io.DatasetReader, rows: np.ndarray, cols: np.ndarray, band: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Band-1 values and validity (not nodata, not masked) at pixel (rows, cols)."""
-    flags = src.mask_flag_enums[0]
+    """Values of ``band`` and their validity (not nodata, not masked) at pixel (rows, cols)."""
+    flags = src.mask_flag_enums[band - 1]
     use_mask = not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags)
-    dtype = np.dtype(src.dtypes[0])
+    dtype = np.dtype(src.dtypes[band - 1])
     values = np.empty(len(rows), dtype=dtype)
     valid = np.ones(len(rows), dtype=bool)
     if len(rows) == 0:
         return values, valid
     if src.height * src.width * dtype.itemsize <= _READ_WHOLE_MAX_BYTES:
-        band = src.read(1)
-        values[:] = band[rows, cols]
+        whole = src.read(band)
+        values[:] = whole[rows, cols]
         if use_mask:
-            valid[:] = src.read_masks(1)[rows, cols] > 0
+            valid[:] = src.read_masks(band)[rows, cols] > 0
         return values, valid
 
     # Large raster: group points by block and read, per block, the window spanning its points.
-    block_h, block_w = src.block_shapes[0]
+    block_h, block_w = src.block_shapes[band - 1]
     n_block_cols = -(-src.width // block_w)
     block = (rows // block_h) * n_block_cols + cols // block_w
     order = np.argsort(block, kind="stable")
@@ -264,11 +378,11 @@ def _sample(
     ends = np.r_[starts[1:], len(order)]
     for i in range(len(starts)):  # one read per block holding points, not per point
         window = rasterio.windows.Window(c0[i], r0[i], c1[i] - c0[i], r1[i] - r0[i])
-        chunk = src.read(1, window=window)
+        chunk = src.read(band, window=window)
         idx = order[starts[i] : ends[i]]
         values[idx] = chunk[rows[idx] - r0[i], cols[idx] - c0[i]]
         if use_mask:
-            valid[idx] = src.read_masks(1, window=window)[rows[idx] - r0[i], cols[idx] - c0[i]] > 0
+            valid[idx] = src.read_masks(band, window=window)[rows[idx] - r0[i], cols[idx] - c0[i]] > 0
     return values, valid
 
 
@@ -286,6 +400,16 @@ def _extract_one(
                 "rioxarray's da.rio.write_crs('EPSG:4326') or `gdal_edit.py -a_srs EPSG:4326`, "
                 "or put a .prj file next to an .asc grid"
             )
+        bands = predictor_bands(src, path, name)
+        if len(bands) > 1 and not is_embedding_raster(src, path):
+            _described_bands(src, path)  # raises: a stack of predictors needs band descriptions
+        if len(bands) > 1:
+            raise RasterError(
+                f"raster '{path}' is an embedding raster ({src.count} bands, one vector per map cell, "
+                "as `masksdm embed cells` writes): it serves maps only; give the plots their "
+                "embeddings with `masksdm embed plots` and leave it out of the rasters to prepare"
+            )
+        band = bands[0]
         rows, cols, inside = _pixel_indices(src, lon, lat, projected)
         n_out = int((~inside).sum())
         if n_out * 2 > len(lon):
@@ -295,7 +419,7 @@ def _extract_one(
                 "that longitude and latitude are not swapped, or use a raster covering the plots"
             )
         try:
-            raw, valid = _sample(src, rows[inside], cols[inside])
+            raw, valid = _sample(src, rows[inside], cols[inside], band)
         except rasterio.errors.RasterioError as exc:
             raise RasterError(
                 f"cannot read the pixels of raster '{path}' ({exc}): the file is truncated or "
@@ -303,12 +427,12 @@ def _extract_one(
             ) from exc
         values = np.full(len(lon), np.nan)
         kept = raw.astype(np.float64)
-        kept[~valid | nodata_mask(raw, src.nodatavals[0])] = np.nan
-        scale, offset = src.scales[0], src.offsets[0]
+        kept[~valid | nodata_mask(raw, src.nodatavals[band - 1])] = np.nan
+        scale, offset = src.scales[band - 1], src.offsets[band - 1]
         if scale not in (None, 1.0) or offset not in (None, 0.0):
             kept = kept * (1.0 if scale is None else scale) + (0.0 if offset is None else offset)
         values[inside] = kept
-        _check_coverage(name, path, src, values, n_out, lon, lat)
+        _check_coverage(name, path, src, values, n_out, lon, lat, band)
     return values
 
 
@@ -320,6 +444,7 @@ def _check_coverage(
     n_out: int,
     lon: np.ndarray,
     lat: np.ndarray,
+    band: int = 1,
 ) -> None:
     """RasterError when no point gets a value; a warning when more than
     :data:`_MISSING_WARN_SHARE` of them get none (outside the raster or on nodata cells)."""
@@ -331,7 +456,7 @@ def _check_coverage(
     if n_missing == n:
         raise RasterError(
             f"raster '{name}' ({path}) has no value at any of the {n} points ({where}): it covers "
-            f"{_lonlat_bounds(src)} (CRS {src.crs}, nodata {src.nodatavals[0]}) and the points span "
+            f"{_lonlat_bounds(src)} (CRS {src.crs}, nodata {src.nodatavals[band - 1]}) and the points span "
             f"lon {lon.min():.4f}..{lon.max():.4f}, lat {lat.min():.4f}..{lat.max():.4f}; check the "
             "raster's CRS, extent and nodata value, or leave this raster out"
         )
@@ -352,7 +477,8 @@ def extract_rasters(
     *,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Values of each raster's band 1 at WGS84 points (the pixel containing each point).
+    """Values of each raster at WGS84 points (the pixel containing each point): its band, or the
+    band of a multiband raster that names the predictor (:func:`predictor_bands`).
 
     Points are reprojected to each raster's CRS (pyproj, one transformation per CRS); pixel
     rows/columns come from the raster's affine transform; only the needed pixels are read (small
@@ -374,7 +500,8 @@ def extract_rasters(
 
     Raises:
         DataError: invalid coordinates or lon/lat of different lengths.
-        RasterError: a raster cannot be read, has no CRS, more than half of the points fall
+        RasterError: a raster cannot be read, has no CRS, is a multiband raster without a band
+            described by the predictor's name or an embedding raster, more than half of the points fall
             outside it (wrong CRS or swapped coordinates), or no point gets a value from it (all
             outside or on nodata cells: wrong CRS, extent or nodata value).
     """

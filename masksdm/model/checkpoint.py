@@ -175,6 +175,8 @@ def build_model(card: ModelCard) -> Network:
             for p in card.predictors if not p.is_embedding
         ],
     )
+    if any(p.categorical for p in card.predictors):
+        sizes["n_levels"] = [len(p.levels) for p in card.predictors if not p.is_embedding]
     model = MaskSDMEnsemble(m.ensemble, **sizes) if m.ensemble > 1 else MaskSDM(**sizes)
     model.restrict(torch.from_numpy(card.allowed))
     return model

@@ -7,6 +7,8 @@ Gorishniy et al. (2021, 2022):
 
 * each tabular predictor j gets a token ``ReLU(W_j [cos(2 pi c_j x_j), sin(2 pi c_j x_j)] + b_j)``
   with its own learnable frequencies ``c_j`` and its own linear map;
+* a categorical predictor (class codes: an ecoregion, a land-cover class) instead gets a learnt
+  token per class, looked up by the class's index (``n_levels``);
 * each embedding source (e.g. a satellite embedding vector) gets one token through a linear map;
 * ONE learned mask token replaces the token of every masked predictor or embedding, and of every
   NaN value; there is no positional embedding, so a masked token carries no identity;
@@ -21,7 +23,8 @@ visible costs 11 tokens, not 61. In training mode it is exact too when there is 
 with dropout it is another objective (one dropout draw for all the masked tokens), so training
 collapses only when asked (``collapse=True``; see ``train.collapse``).
 
-Inputs: ``x`` (B, P + sum(D_e)) float: the P z-scored tabular predictors, then each embedding
+Inputs: ``x`` (B, P + sum(D_e)) float: the P z-scored tabular predictors (a categorical one as
+its class index 0 .. n_levels - 1), then each embedding
 source's D_e values, NaN allowed (a NaN predictor, or any NaN in an embedding, masks that token).
 ``x`` may also stop after the P predictors: the embedding tokens are then masked. ``keep`` is per
 TOKEN, (B, T) or (T,) bool with T = P + number of embedding sources (True = use the value); a keep
@@ -139,6 +142,8 @@ class MaskSDM(nn.Module):
     """
 
     allowed: Tensor  # (T,) bool buffer, see restrict
+    class_offsets: Tensor  # (P,) long: where each predictor's classes start in class_tokens
+    class_sizes: Tensor  # (P,) long: its number of classes, 0 for a continuous predictor
 
     def __init__(
         self,
@@ -153,6 +158,7 @@ class MaskSDM(nn.Module):
         dropout: float = 0.1,
         n_frequencies: int = 48,
         frequency_init_scale: float | Sequence[float] = 0.01,
+        n_levels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if n_predictors < 1 or n_species < 1 or n_blocks < 1:
@@ -170,6 +176,14 @@ class MaskSDM(nn.Module):
             frequency_init_scale=frequency_init_scale,
         )
         self.embedding_projections = nn.ModuleList(nn.Linear(d, d_token) for d in self.d_embeddings)
+        self.n_levels = tuple(int(n) for n in n_levels) or (0,) * n_predictors
+        if len(self.n_levels) != n_predictors or min(self.n_levels) < 0:
+            raise ValueError(f"n_levels needs one count >= 0 per predictor (0: continuous), got {n_levels}")
+        # categorical predictors: one learnt token per class, all in one table (only when there are some)
+        self.class_tokens = nn.Embedding(sum(self.n_levels), d_token) if any(self.n_levels) else None
+        offsets = [sum(self.n_levels[:j]) for j in range(n_predictors)]
+        self.register_buffer("class_offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
+        self.register_buffer("class_sizes", torch.tensor(self.n_levels, dtype=torch.long), persistent=False)
         self.mask_token = nn.Parameter(torch.empty(d_token))
         bound = 1 / math.sqrt(d_token)
         nn.init.uniform_(self.mask_token, -bound, bound)
@@ -248,6 +262,8 @@ class MaskSDM(nn.Module):
         valid = ~torch.isnan(values)
         visible = valid if scalar_keep is None else scalar_keep & valid
         tokens = self.tokenizer(torch.nan_to_num(values, nan=0.0), None if columns is None else scalar_columns)
+        if self.class_tokens is not None:
+            tokens = self._with_class_tokens(tokens, values, None if columns is None else scalar_columns)
         mask_token = self.mask_token.to(tokens.dtype)
         tokens = torch.where(visible[..., None], tokens, mask_token)
         if not sources:
@@ -269,6 +285,19 @@ class MaskSDM(nn.Module):
             extra_visible.append(e_visible)
         tokens = torch.cat([tokens, torch.stack(extra, dim=1).to(tokens.dtype)], dim=1)
         return tokens, torch.cat([visible.expand(b, -1), torch.stack(extra_visible, dim=1)], dim=1)
+
+    def _with_class_tokens(self, tokens: Tensor, values: Tensor, columns: Tensor | None) -> Tensor:
+        """``tokens`` (B, K, d) with the categorical predictors' tokens looked up by class index."""
+        assert self.class_tokens is not None
+        offsets, sizes = self.class_offsets, self.class_sizes
+        if columns is not None:
+            offsets, sizes = offsets[columns], sizes[columns]
+        which = torch.nonzero(sizes > 0).squeeze(1)
+        if len(which) == 0:
+            return tokens
+        index = torch.nan_to_num(values[:, which], nan=0.0).long()  # NaN: masked after this anyway
+        index = torch.minimum(index.clamp(min=0), sizes[which] - 1) + offsets[which]
+        return tokens.index_copy(1, which, self.class_tokens(index).to(tokens.dtype))
 
     def trunk(self, tokens: Tensor) -> Tensor:
         """Transformer blocks and mean pooling over the full sequence: (B, T, d) -> (B, d)."""

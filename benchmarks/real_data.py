@@ -146,9 +146,9 @@ def load_bryce(folder: Path) -> PlotData:
     plots = pd.DataFrame({
         "plot_id": s["plotcode"].astype(str).to_numpy(),
         "lon": lon, "lat": lat,
-        "elevation": s["elev"].astype(float).to_numpy(),
+        "Elevation": s["elev"].astype(float).to_numpy(),  # catalogue names: group Topography
         "aspect_value": s["av"].astype(float).to_numpy(),
-        "slope": s["slope"].astype(float).to_numpy(),
+        "Slope": s["slope"].astype(float).to_numpy(),
         "annual_radiation": s["annrad"].astype(float).to_numpy(),
         "growing_radiation": s["grorad"].astype(float).to_numpy(),
         "deep_soil": s["depth"].astype(str).map({"deep": 1.0, "shallow": 0.0}).to_numpy(),
@@ -202,9 +202,9 @@ def load_frogs(folder: Path) -> PlotData:
 #: predictors withheld together at test time, one setting each; Location is added to every data set)
 DATASETS: dict[str, tuple[Callable[[Path], PlotData], float, int, dict[str, list[str]]]] = {
     "bryce": (load_bryce, 0.02, 10, {
-        "topography": ["elevation", "aspect_value", "slope", "slope_position"],
+        "topography": ["Elevation", "aspect_value", "Slope", "slope_position"],
         "radiation": ["annual_radiation", "growing_radiation"],
-        "elevation": ["elevation"],
+        "elevation": ["Elevation"],
         "soil": ["deep_soil"],
     }),
     "mite": (load_mite, 1.0 / METRES_PER_DEGREE, 5, {

@@ -52,9 +52,7 @@ def subset_logits(
 
     The model's own training subset (``train.use``) is always respected.
     """
-    visible = subset_mask(subset, card.predictors)
-    if card.config.train.use:
-        visible &= subset_mask(card.config.train.use, card.predictors)
+    visible = subset_mask(subset, card.predictors) & card.allowed  # the imputer fills the others
     if card.config.train.masking == "random" or imputer is None:
         inputs, keep = model_inputs(x, visible, card.config.train.masking, input_widths(card.predictors))
         return predict_logits(model, inputs, keep, batch_size=batch_size)

@@ -52,6 +52,7 @@ __all__ = [
     "save_checkpoint",
     "sha256_file",
     "split_arrays",
+    "training_plots",
 ]
 
 FORMAT = "masksdm-checkpoint/1"
@@ -307,20 +308,30 @@ def plot_digest(plot_ids: Sequence[Any] | np.ndarray) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
+def training_plots(workspace: Workspace) -> dict[str, Any]:
+    """What a model trained on ``workspace`` records of its plots (:attr:`ModelCard.data`): the
+    digests (:func:`plot_digest`) and counts of the train and val splits."""
+    out: dict[str, Any] = {}
+    for split in ("train", "val"):
+        ids = workspace.plots.loc[workspace.split_mask(split), "plot_id"].to_numpy()
+        out[f"{split}_plots"], out[f"n_{split}"] = plot_digest(ids), len(ids)
+    return out
+
+
 def check_training_plots(card: ModelCard, workspace: Workspace) -> None:
     """Raise when the workspace no longer has the model's training and validation plots in its
     train and val splits (rebuilt with another seed, block size or table): its test plots may then
     be plots the model was trained on, and any score an inflated one. Models trained from arrays
     record no plots and pass."""
+    if not card.data:
+        return
+    now = training_plots(workspace)
     for split in ("train", "val"):
         recorded = card.data.get(f"{split}_plots")
-        if recorded is None:
-            continue
-        ids = workspace.plots.loc[workspace.split_mask(split), "plot_id"].to_numpy()
-        if plot_digest(ids) != recorded:
+        if recorded is not None and recorded != now[f"{split}_plots"]:
             raise DataError(
                 f"the model was trained on other {split} plots than workspace '{workspace.path}' now "
-                f"holds in its {split} split ({card.data.get(f'n_{split}', '?')} then, {len(ids)} now): the "
+                f"holds in its {split} split ({card.data.get(f'n_{split}', '?')} then, {now[f'n_{split}']} now): the "
                 "workspace was rebuilt after training (e.g. `prepare --force` with another seed, block "
                 "size or table). Scores on it would mix training and test plots: retrain on this "
                 "workspace (`masksdm train --force`) or use the workspace the model was trained on"

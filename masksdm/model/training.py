@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
-from masksdm.data.predictors import UNGROUPED, Predictor, input_widths, subset_mask
+from masksdm.data.predictors import UNGROUPED, Predictor, input_widths
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from masksdm.metrics import max_tss, mean_auc, roc_auc
 from masksdm.model.checkpoint import (
@@ -39,9 +39,9 @@ from masksdm.model.checkpoint import (
     build_model,
     check_training_plots,
     load_checkpoint,
-    plot_digest,
     read_card,
     save_checkpoint,
+    training_plots,
 )
 from masksdm.model.config import RunConfig, TrainConfig, for_table
 from masksdm.model.inference import (
@@ -205,17 +205,8 @@ def train(
         train_arr["x"], train_arr["y"], val_arr["x"], val_arr["y"],
         predictors=ws.predictors, species=ws.species_names, normalisation=ws.normalisation,
         run_dir=run_dir, config=config, resume=resume, force=force, progress=progress,
-        data=_training_plots(ws),
+        data=training_plots(ws),
     )
-
-
-def _training_plots(ws: Workspace) -> dict[str, Any]:
-    """What a model records of the workspace plots it is trained and validated on."""
-    out: dict[str, Any] = {}
-    for split in ("train", "val"):
-        ids = ws.plots.loc[ws.split_mask(split), "plot_id"].to_numpy()
-        out[f"{split}_plots"], out[f"n_{split}"] = plot_digest(ids), len(ids)
-    return out
 
 
 def _check_arrays(
@@ -308,17 +299,6 @@ def train_arrays(
     generator = torch.Generator(device=device)
     generator.manual_seed(tc.seed)
 
-    allowed = subset_mask(tc.use or None, predictors)
-    widths = input_widths(predictors)
-    x_train_np, _ = model_inputs(train_x, allowed, tc.masking, widths)
-    x_val, keep_val = model_inputs(val_x, allowed, tc.masking, widths)
-    x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
-    y_train = torch.from_numpy(train_y).to(device)
-    allowed_t = torch.from_numpy(allowed).to(device)
-    y_val = torch.from_numpy(val_y).to(device)
-    group_names = masking_groups(predictors)  # ungrouped table columns each their own unit
-    group_of = torch.tensor([group_names.index(g) for g in _masking_group_of(predictors)], device=device)
-
     card = ModelCard(
         config=config,
         predictors=predictors,
@@ -326,6 +306,15 @@ def train_arrays(
         normalisation={p.name: dict(normalisation[p.name]) for p in predictors if not p.is_embedding},
         data=dict(data or {}),
     )
+    allowed = card.allowed  # train.use; the network masks the others itself (build_model)
+    widths = input_widths(predictors)
+    x_train_np, _ = model_inputs(train_x, allowed, tc.masking, widths)
+    x_val, keep_val = model_inputs(val_x, allowed, tc.masking, widths)
+    x_train = torch.from_numpy(np.ascontiguousarray(x_train_np)).to(device)
+    y_train = torch.from_numpy(train_y).to(device)
+    y_val = torch.from_numpy(val_y).to(device)
+    group_names = masking_groups(predictors)  # ungrouped table columns each their own unit
+    group_of = torch.tensor([group_names.index(g) for g in _masking_group_of(predictors)], device=device)
     model = build_model(card).to(device)
     loss_fn = make_loss(tc.loss, y_train).to(device)
     # masked tokens collapsed into one: exact without dropout, so that is the default
@@ -363,7 +352,7 @@ def train_arrays(
             xb, yb = x_train[idx], y_train[idx]
             keep = None
             if tc.masking == "random":
-                keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator) & allowed_t
+                keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator)
             with autocast(device, tc.precision):
                 if isinstance(model, MaskSDMEnsemble):  # each member by its own loss
                     loss = sum(loss_fn(z, yb) for z in model.member_logits(xb, keep, collapse=collapse))

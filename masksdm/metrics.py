@@ -11,13 +11,26 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["evaluable_species", "max_tss", "mean_auc", "roc_auc", "tss_at"]
+__all__ = ["MIN_CLASS", "evaluable_species", "max_tss", "mean_auc", "roc_auc", "scorable_species", "tss_at"]
+
+
+#: Fewest presences, and fewest absences, a species needs in a split for its score there to count
+#: in means and in choosing epochs (``--min-presences``).
+MIN_CLASS = 5
 
 
 def evaluable_species(labels: np.ndarray) -> np.ndarray:
     """Boolean (S,) mask of species with at least one presence and one absence."""
     n_pos = labels.sum(axis=0)
     return (n_pos > 0) & (n_pos < labels.shape[0])
+
+
+def scorable_species(labels: np.ndarray, min_class: int = MIN_CLASS) -> np.ndarray:
+    """Boolean (S,) mask of species with at least ``min_class`` presences and as many absences
+    (and at least one of each)."""
+    n_pos = np.asarray(labels.sum(axis=0))
+    n_neg = labels.shape[0] - n_pos
+    return (n_pos >= max(min_class, 1)) & (n_neg >= max(min_class, 1))
 
 
 def _sorted_rows(values: torch.Tensor) -> torch.Tensor:

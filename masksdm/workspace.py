@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from masksdm._io import write_json, write_parquet
 from masksdm._version import __version__
@@ -42,8 +43,16 @@ from masksdm.data.predictors import (
     default_predictors,
     normalise_inputs,
 )
-from masksdm.data.splits import SPLITS, spatial_block_split, split_from_column, split_from_rule
+from masksdm.data.splits import (
+    SPLITS,
+    presence_matrix,
+    spatial_block_split,
+    split_balance,
+    split_from_column,
+    split_from_rule,
+)
 from masksdm.errors import DataError, OutputExistsError
+from masksdm.metrics import MIN_CLASS
 
 __all__ = ["SPLITS", "Workspace", "prepare_workspace"]
 
@@ -120,6 +129,7 @@ def prepare_workspace(
     split_column: str | None = None,
     test_where: str | None = None,
     categorical: Sequence[str] = (),
+    stratify: bool = True,
     force: bool = False,
     progress: bool = True,
 ) -> Workspace:
@@ -145,6 +155,10 @@ def prepare_workspace(
         categorical: predictors whose values are class codes (e.g. an ecoregion or land-cover
             class): each class seen in the training plots gets its own token; other codes are
             masked like missing values.
+        stratify: deal the spatial blocks (of the test, validation and training splits, and of the
+            validation blocks drawn from a column or rule split's training plots) so that each
+            species' presences are split in the same proportions as the plots, as far as blocks
+            allow (:func:`~masksdm.data.splits.stratified_blocks`); ``False`` deals them at random.
         force: overwrite an existing workspace.
         progress: show progress bars.
 
@@ -205,18 +219,21 @@ def prepare_workspace(
                 "replace them by NA in the table (missing values are fine: MaskSDM masks them)"
             )
     lon, lat = plots["lon"].to_numpy(), plots["lat"].to_numpy()
+    labels = presence_matrix(plots["plot_id"], data.occurrences) if stratify else None
     how: dict[str, object]
     if split_column is not None:
         plots["split"] = split_from_column(plots[split_column], lon, lat, block_size=block_size,
-                                           val_fraction=val_fraction, seed=seed)
+                                           val_fraction=val_fraction, seed=seed, labels=labels)
         how = {"method": "column", "column": split_column}
     elif test_where is not None:
-        plots["split"] = split_from_rule(plots, test_where, block_size=block_size, val_fraction=val_fraction, seed=seed)
+        plots["split"] = split_from_rule(plots, test_where, block_size=block_size, val_fraction=val_fraction,
+                                         seed=seed, labels=labels)
         how = {"method": "rule", "test_where": test_where}
     else:
         plots["split"] = spatial_block_split(lon, lat, block_size=block_size, test_fraction=test_fraction,
-                                             val_fraction=val_fraction, seed=seed)
+                                             val_fraction=val_fraction, seed=seed, labels=labels)
         how = {"method": "spatial blocks", "test_fraction": test_fraction}
+    how["stratified"] = stratify
     info = [c for c in info if c != "split"]  # a column named split becomes the workspace's own split
     meta = {
         "source": data.source,
@@ -452,6 +469,33 @@ class Workspace:
         write_json(self.path / "predictors.json", [p.to_dict() for p in predictors])
         self.__dict__.pop("predictors", None)
         self.__dict__.get("_embeddings", {}).pop(predictor.name, None)
+
+    def presences(self) -> sparse.csr_matrix:
+        """Sparse (plots, species) presence matrix, rows in plots.parquet order, columns by species_id."""
+        occ = self.occurrences
+        rows = pd.Index(self.plots["plot_id"].astype(str)).get_indexer(occ["plot_id"].astype(str))
+        data = np.ones(len(occ), dtype=np.int8)
+        return sparse.csr_matrix((data, (rows, occ["species_id"].to_numpy())),
+                                 shape=(len(self.plots), len(self.species)))
+
+    def thin_species(self, min_class: int = MIN_CLASS) -> pd.DataFrame:
+        """Species with fewer than ``min_class`` presences or absences in the validation or the
+        test split: their scores there rest on too few plots to mean much. Columns ``species``,
+        ``presences_val``, ``absences_val``, ``presences_test``, ``absences_test``."""
+        sp = self.species
+        out = pd.DataFrame({"species": sp["species"].astype(str)})
+        thin = np.zeros(len(sp), dtype=bool)
+        for s in ("val", "test"):
+            n_plots = int(self.split_mask(s).sum())
+            out[f"presences_{s}"] = sp[f"n_{s}"].to_numpy()
+            out[f"absences_{s}"] = n_plots - sp[f"n_{s}"].to_numpy()
+            thin |= (out[f"presences_{s}"] < min_class).to_numpy() | (out[f"absences_{s}"] < min_class).to_numpy()
+        return out[thin].reset_index(drop=True)
+
+    def split_shares(self) -> pd.DataFrame:
+        """Per species: the share of its presences in each split (``share_train`` ...), and the
+        counts (:func:`~masksdm.data.splits.split_balance`)."""
+        return split_balance(self.plots["split"].to_numpy(), self.presences(), self.species_names)
 
     def labels(self, split: str | None = None, species: Sequence[str] | None = None) -> np.ndarray:
         """Presence matrix (N, S) bool, rows in plots.parquet order, columns by species_id; with

@@ -162,7 +162,7 @@ def test_with_split_copies_the_workspace_with_a_new_normalisation(tiny_workspace
 # --- cross-validation -------------------------------------------------------------------------------
 
 def test_cross_validation_tests_every_plot_once_and_resumes(tiny_workspace, tmp_path, monkeypatch):
-    config = tiny_config(epochs=2)
+    config = tiny_config(epochs=6)
     cv = cross_validate(tiny_workspace, folds=3, config=config, subsets={"temp": ["bio_1"], "all": None},
                         block_size=2.0, out_dir=tmp_path / "cv", progress=False)
     assert list(cv.folds["fold"]) == [0, 0, 1, 1, 2, 2] and list(cv.summary["subset"]) == ["temp", "all"]

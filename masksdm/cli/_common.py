@@ -7,7 +7,12 @@ from pathlib import Path
 
 from masksdm.errors import MaskSDMError
 
-__all__ = ["add_common", "add_device", "add_train_options", "csv_list", "load_model", "print_table", "run_config"]
+__all__ = ["MIN_CLASS", "add_common", "add_device", "add_train_options", "csv_list", "load_model", "print_table", "run_config"]
+
+
+#: The default of --min-presences: :data:`masksdm.metrics.MIN_CLASS`, restated so the CLI starts
+#: without importing torch (a test checks that the two agree).
+MIN_CLASS = 5
 
 
 def csv_list(text: str) -> list[str]:

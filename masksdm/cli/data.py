@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from masksdm.cli._common import add_common, csv_list
+from masksdm.cli._common import MIN_CLASS, add_common, csv_list
 from masksdm.errors import MaskSDMError
 
 __all__ = ["add_info", "add_prepare", "add_simulate", "cmd_info", "cmd_prepare", "cmd_simulate"]
@@ -45,7 +45,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                            test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed,
                            split_column=args.split_column, test_where=args.test_where,
                            categorical=csv_list(args.categorical) if args.categorical else (),
-                           force=args.force, progress=not args.quiet)
+                           stratify=not args.no_stratify, force=args.force, progress=not args.quiet)
     split = ws.meta["split"]
     print(f"workspace {ws.path}: {ws.meta['n_plots']} plots, {ws.meta['n_species']} species, "
           f"{ws.meta['n_predictors']} predictors; train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
@@ -55,7 +55,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     print("predictor groups (set them with --groups NAME=GROUP,...):")
     for group, names in predictor_groups(ws.predictors).items():
         print(f"  {group}: {', '.join(names)}")
+    print_split_report(ws, min_class=args.min_presences)
     return 0
+
+
+def print_split_report(ws, *, min_class: int) -> None:
+    """How each species' presences fell into the splits, and the species too thin to score."""
+    import numpy as np
+
+    shares = ws.split_shares()
+    how = "stratified by species" if ws.meta["split"].get("stratified") else "not stratified (--no-stratify)"
+    parts = []
+    for s in ("train", "val", "test"):
+        q = np.nanpercentile(shares[f"share_{s}"].to_numpy(dtype=float), [50, 5, 95])
+        parts.append(f"{s} {q[0]:.0%} ({q[1]:.0%}-{q[2]:.0%})")
+    print(f"each species' share of its presences, median (5-95 % of species), {how}: {', '.join(parts)}")
+    thin = ws.thin_species(min_class)
+    if thin.empty:
+        return
+    names = thin["species"].tolist()
+    shown = ", ".join(names[:8]) + (f", ... (+{len(names) - 8})" if len(names) > 8 else "")
+    print(f"{len(names)} of {len(shares)} species have fewer than {min_class} presences or absences in validation or "
+          f"test; evaluate leaves them out of mean scores (--keep-thin keeps them): {shown}")
+    if len(names) == len(shares):
+        print("every species is that thin: use smaller blocks (--block-size), or score by k-fold cross-validation "
+              "(masksdm cv), where every plot is a test plot once")
 
 
 def _groups(args: argparse.Namespace) -> dict[str, str] | None:
@@ -196,6 +220,10 @@ def add_prepare(sub) -> None:
                    "(without val labels, validation blocks are drawn from the training plots)")
     p.add_argument("--test-where", help="test plots by a rule over plot columns, e.g. \"year >= 2012\" (keep the "
                    "column with --info-columns); validation blocks are drawn from the others")
+    p.add_argument("--no-stratify", action="store_true", help="deal the spatial blocks at random, not so that each "
+                   "species' presences are split in proportion")
+    p.add_argument("--min-presences", type=int, default=MIN_CLASS, help="list species with fewer presences or absences "
+                   f"than this in validation or test ({MIN_CLASS})")
     p.add_argument("--force", action="store_true", help="overwrite an existing workspace")
     add_common(p)
     p.set_defaults(func=cmd_prepare)

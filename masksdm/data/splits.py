@@ -8,16 +8,28 @@
   blocks are drawn from the others.
 * :func:`spatial_folds`: spatial blocks dealt into k folds of about equal size, for
   cross-validation (each fold is the test split once).
+
+Given the plots' species (``labels``), block splits and folds are **stratified**: whole blocks are
+dealt so that each species' presences (and, for a species in most plots, its absences) are shared
+between the splits in proportion, as far as blocks allow (:func:`stratified_blocks`). Without
+it, a species whose records cluster in a few blocks can land with one presence in validation and
+none in test. :func:`split_balance` reports the shares reached.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from masksdm.errors import DataError
 
-__all__ = ["SPLITS", "fold_split", "spatial_block_split", "spatial_folds", "split_from_column", "split_from_rule"]
+__all__ = [
+    "SPLITS", "fold_split", "presence_matrix", "spatial_block_split", "spatial_folds", "split_balance", "split_from_column",
+    "split_from_rule", "stratified_blocks",
+]
 
 SPLITS = ("train", "val", "test")
 _ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -34,6 +46,150 @@ def _blocks(lon: np.ndarray, lat: np.ndarray, block_size: float) -> tuple[int, n
     return len(blocks), block_of.ravel()
 
 
+def presence_matrix(plot_ids: Any, occurrences: pd.DataFrame, *, column: str = "species") -> sparse.csr_matrix:
+    """Sparse (plots, species) presence matrix: one row per entry of ``plot_ids``, one column per
+    distinct value of ``occurrences[column]`` (in sorted order), from its (``plot_id``, ``column``) rows."""
+    index = pd.Index(pd.Series(np.asarray(plot_ids)).astype(str))
+    rows = index.get_indexer(occurrences["plot_id"].astype(str))
+    codes, uniques = pd.factorize(occurrences[column], sort=True)
+    keep = rows >= 0
+    data = np.ones(int(keep.sum()), dtype=np.int8)
+    out = sparse.csr_matrix((data, (rows[keep], codes[keep])), shape=(len(plot_ids), len(uniques)))
+    out.data[:] = 1  # duplicated (plot, species) rows are one presence
+    return out
+
+
+def _as_sparse(labels: Any, n: int) -> sparse.csr_matrix:
+    matrix = sparse.csr_matrix(labels, dtype=np.int64)
+    if matrix.shape[0] != n:
+        raise DataError(f"labels has {matrix.shape[0]} rows for {n} plots: give one row per plot")
+    matrix.data = (matrix.data != 0).astype(np.int64)
+    return matrix
+
+
+def stratified_blocks(block_of: np.ndarray, labels: Any, shares: np.ndarray, *, seed: int = 42) -> np.ndarray:
+    """Part index (0 .. len(shares) - 1) of each block, dealing whole blocks so that every species'
+    presences are shared between the parts as ``shares`` says, as far as blocks allow.
+
+    This is iterative stratification (Sechidis, Tsoumakas & Vlahavas 2011) with blocks as the
+    items: the species with the fewest presences in blocks not yet dealt goes first, and each of
+    its blocks (in seeded random order) goes to the part that still wants most of that species'
+    presences, then most plots, then at random. Each species is stratified on its rarer class, so a
+    species present in most plots has its absences shared out. Blocks without any species go to
+    the part that wants most plots.
+
+    Args:
+        block_of: block index (0 .. B - 1) of each plot.
+        labels: (plots, species) presences, dense or scipy sparse.
+        shares: wanted share of the plots (and of each species) in each part; sums to 1.
+        seed: seed of the block order and of ties.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    n_blocks = int(block_of.max()) + 1
+    to_block = sparse.csr_matrix((np.ones(len(block_of)), (block_of, np.arange(len(block_of)))),
+                                 shape=(n_blocks, len(block_of)))
+    size = np.asarray(to_block.sum(axis=1)).ravel()
+    present = (to_block @ _as_sparse(labels, len(block_of))).tocsc()  # (B, S) presences per block
+    totals = np.asarray(present.sum(axis=0)).ravel()
+    common = np.flatnonzero(totals > len(block_of) / 2)
+    if len(common):  # stratify these species on their absences
+        absent = size[:, None] - present[:, common].toarray()
+        present = present[:, np.setdiff1d(np.arange(present.shape[1]), common)]
+        present = sparse.hstack([present, sparse.csc_matrix(absent)], format="csc")
+    counts_csc = present
+    counts_csr = present.tocsr()
+    rng = np.random.default_rng(seed)
+    want = shares[:, None] * np.asarray(counts_csc.sum(axis=0)).ravel()[None, :]  # (K, L)
+    want_plots = shares * len(block_of)
+    left = np.asarray(counts_csc.sum(axis=0), dtype=np.float64).ravel()  # presences in blocks not dealt
+    part_of = np.full(n_blocks, -1, dtype=np.int64)
+    tie = rng.random((n_blocks, len(shares))) * 1e-9  # random tie-break, below any count difference
+
+    closed = np.where(shares > 0, 0.0, -np.inf)  # a part wanting no share gets no block
+
+    def deal(block: int, score: np.ndarray) -> None:
+        part = int(np.argmax(score + tie[block] + closed))
+        part_of[block] = part
+        row = slice(counts_csr.indptr[block], counts_csr.indptr[block + 1])
+        cols, vals = counts_csr.indices[row], counts_csr.data[row]
+        want[part, cols] -= vals
+        left[cols] -= vals
+        want_plots[part] -= size[block]
+
+    while True:
+        open_labels = np.flatnonzero(left > 0)
+        if not len(open_labels):
+            break
+        label = int(open_labels[np.argmin(left[open_labels])])
+        column = slice(counts_csc.indptr[label], counts_csc.indptr[label + 1])
+        blocks = counts_csc.indices[column][counts_csc.data[column] > 0]
+        for block in rng.permutation(blocks):
+            if part_of[block] < 0:
+                # the species' want first; the plots' want only breaks ties
+                deal(int(block), want[:, label] + 1e-6 * want_plots / max(len(block_of), 1))
+    for block in rng.permutation(np.flatnonzero(part_of < 0)):
+        deal(int(block), want_plots.copy())
+    return _refine(part_of, counts_csr, size, shares, rng)
+
+
+def _refine(part_of: np.ndarray, counts: sparse.csr_matrix, size: np.ndarray, shares: np.ndarray,
+            rng: np.random.Generator, passes: int = 3) -> np.ndarray:
+    """Move single blocks to another part while that brings the parts closer to ``shares``: the
+    sum over species of the squared gap between each part's share of the species and its wanted
+    share, plus the same for the plots."""
+    totals = np.maximum(np.asarray(counts.sum(axis=0), dtype=np.float64).ravel(), 1.0)
+    n_parts = len(shares)
+    have = np.zeros((n_parts, counts.shape[1]))
+    for k in range(n_parts):
+        have[k] = np.asarray(counts[part_of == k].sum(axis=0)).ravel()
+    plots = np.bincount(part_of, weights=size, minlength=n_parts)
+    target, n_plots = shares[:, None] * totals[None, :], size.sum()
+    open_parts = shares > 0
+    for _ in range(passes):
+        moved = 0
+        for block in rng.permutation(len(part_of)):
+            row = slice(counts.indptr[block], counts.indptr[block + 1])
+            cols, vals = counts.indices[row], counts.data[row].astype(np.float64)
+            a = part_of[block]
+            gap = (have[:, cols] - target[:, cols]) / totals[cols]  # (K, nnz) relative gaps now
+            step = vals / totals[cols]
+            out_gain = ((gap[a] - step) ** 2 - gap[a] ** 2).sum()  # cost change of leaving a
+            in_gain = ((gap + step) ** 2 - gap**2).sum(axis=1)  # cost change of joining each part
+            pgap = (plots - shares * n_plots) / n_plots
+            pstep = size[block] / n_plots
+            delta = out_gain + in_gain + ((pgap[a] - pstep) ** 2 - pgap[a] ** 2) + ((pgap + pstep) ** 2 - pgap**2)
+            delta[a], delta[~open_parts] = 0.0, np.inf
+            c = int(np.argmin(delta))
+            if delta[c] < -1e-12:
+                have[a, cols] -= vals
+                have[c, cols] += vals
+                plots[a] -= size[block]
+                plots[c] += size[block]
+                part_of[block] = c
+                moved += 1
+        if not moved:
+            break
+    return part_of
+
+
+def split_balance(split: np.ndarray, labels: Any, species: Any = None) -> pd.DataFrame:
+    """Per species: presences and absences in each split, and the share of its presences each
+    split holds (``share_train`` ...): how even a split is for each species."""
+    split = np.asarray(split)
+    matrix = _as_sparse(labels, len(split))
+    out = pd.DataFrame(index=pd.Index(species if species is not None else np.arange(matrix.shape[1]), name="species"))
+    total = np.asarray(matrix.sum(axis=0)).ravel()
+    for s in SPLITS:
+        rows = split == s
+        n_pres = np.asarray(matrix[rows].sum(axis=0)).ravel()
+        out[f"presences_{s}"] = n_pres
+        out[f"absences_{s}"] = int(rows.sum()) - n_pres
+    for s in SPLITS:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"share_{s}"] = out[f"presences_{s}"].to_numpy() / total
+    return out.reset_index()
+
+
 def spatial_block_split(
     lon: np.ndarray,
     lat: np.ndarray,
@@ -42,12 +198,15 @@ def spatial_block_split(
     test_fraction: float = 0.15,
     val_fraction: float = 0.15,
     seed: int = 42,
+    labels: Any = None,
 ) -> np.ndarray:
     """Assign each point to ``"train"``, ``"val"`` or ``"test"`` by whole spatial blocks.
 
     Blocks of ``block_size`` degrees are shuffled with ``seed``; blocks go to test until it holds
     ``test_fraction`` of the points, then to validation until it holds ``val_fraction``, the rest to
-    train. Every block lies entirely in one split.
+    train. Every block lies entirely in one split. With ``labels`` ((points, species) presences),
+    the blocks are dealt by :func:`stratified_blocks` instead, so that each species' presences are
+    split in these proportions too.
 
     >>> split = spatial_block_split(np.arange(100.0) % 10, np.zeros(100), block_size=1, seed=0)
     >>> sorted(set(split.tolist())), int((split == "test").sum())
@@ -61,6 +220,11 @@ def spatial_block_split(
             f"only {n_blocks} spatial block(s) of {block_size} degrees hold plots, too few for a "
             "train/validation/test split: pass a smaller --block-size"
         )
+    if labels is not None:
+        part = stratified_blocks(block_of, labels, np.array([test_fraction, val_fraction, 1 - test_fraction - val_fraction]),
+                                 seed=seed)
+        return _nonempty_parts(np.array(["test", "val", "train"])[part[block_of]], block_of, ("test", "val", "train")
+                               if val_fraction > 0 else ("test", "train"))
     counts = np.bincount(block_of, minlength=n_blocks)
     order = np.random.default_rng(seed).permutation(n_blocks)
     cumulative = np.cumsum(counts[order]) / counts.sum()
@@ -72,13 +236,30 @@ def spatial_block_split(
     return np.array(["test", "val", "train"])[split_of_block[block_of]]
 
 
+def _nonempty_parts(split: np.ndarray, block_of: np.ndarray, parts: tuple[str, ...]) -> np.ndarray:
+    """``split`` where every part in ``parts`` holds a block: an empty part takes the smallest
+    block of the part with the most blocks."""
+    split = split.copy()
+    for part in parts:
+        if (split == part).any():
+            continue
+        blocks_in = {p: np.unique(block_of[split == p]) for p in parts}
+        donor = max(blocks_in, key=lambda p: len(blocks_in[p]))
+        sizes = np.bincount(block_of[split == donor])
+        smallest = blocks_in[donor][np.argmin(sizes[blocks_in[donor]])]
+        split[block_of == smallest] = part
+    return split
+
+
 def _validation_from(train: np.ndarray, lon: np.ndarray, lat: np.ndarray, split: np.ndarray, *,
-                     block_size: float, val_fraction: float, seed: int) -> np.ndarray:
-    """``split`` with ``val_fraction`` of the ``train`` points moved to validation, by whole blocks."""
+                     block_size: float, val_fraction: float, seed: int, labels: Any = None) -> np.ndarray:
+    """``split`` with ``val_fraction`` of the ``train`` points moved to validation, by whole blocks
+    (stratified over species given ``labels``)."""
     if not 0 < val_fraction < 1:
         raise DataError(f"validation plots are drawn from the training plots: need 0 < val_fraction < 1, got {val_fraction}")
+    inner_labels = None if labels is None else _as_sparse(labels, len(train))[np.flatnonzero(train)]
     inner = spatial_block_split(lon[train], lat[train], block_size=block_size, test_fraction=val_fraction,
-                                val_fraction=0.0, seed=seed)
+                                val_fraction=0.0, seed=seed, labels=inner_labels)
     out = split.copy()
     out[np.flatnonzero(train)[inner == "test"]] = "val"
     return out
@@ -100,6 +281,7 @@ def split_from_column(
     block_size: float = 1.0,
     val_fraction: float = 0.15,
     seed: int = 42,
+    labels: Any = None,
 ) -> np.ndarray:
     """The user's split labels, one per point: ``train``, ``val`` or ``test`` (also ``training``,
     ``validation``, ``testing``, any case). Without any ``val`` label, ``val_fraction`` of the
@@ -110,18 +292,18 @@ def split_from_column(
     ([6, 2, 2], ['test', 'test'])
     """
     text = pd.Series(np.asarray(values, dtype=object)).astype("string").str.strip().str.lower()
-    labels = text.map(_ALIASES)
-    bad = labels.isna()
+    named = text.map(_ALIASES)
+    bad = named.isna()
     if bad.any():
         shown = sorted(set(text[bad].fillna("<missing>").tolist()))[:5]
         raise DataError(
             f"{int(bad.sum())} plots have a split label other than train / val / test (e.g. {shown}): "
             "give every plot one of these labels"
         )
-    split = labels.to_numpy(dtype="<U5")
+    split = named.to_numpy(dtype="<U5")
     if not (split == "val").any():
         split = _validation_from(split == "train", np.asarray(lon), np.asarray(lat), split,
-                                 block_size=block_size, val_fraction=val_fraction, seed=seed)
+                                 block_size=block_size, val_fraction=val_fraction, seed=seed, labels=labels)
     return _check_nonempty(split, "the split column")
 
 
@@ -132,6 +314,7 @@ def split_from_rule(
     block_size: float = 1.0,
     val_fraction: float = 0.15,
     seed: int = 42,
+    labels: Any = None,
 ) -> np.ndarray:
     """Test points where ``rule`` holds (a pandas expression over the columns of ``plots``, e.g.
     ``"year >= 2012"`` or ``"country == 'Greece'"``); ``val_fraction`` of the others become
@@ -153,16 +336,17 @@ def split_from_rule(
         raise DataError(f"the test rule {rule!r} must give True or False for each plot, e.g. \"year >= 2012\"")
     split = np.where(test, "test", "train").astype("<U5")
     split = _validation_from(~test, plots["lon"].to_numpy(), plots["lat"].to_numpy(), split,
-                             block_size=block_size, val_fraction=val_fraction, seed=seed)
+                             block_size=block_size, val_fraction=val_fraction, seed=seed, labels=labels)
     return _check_nonempty(split, f"the test rule {rule!r}")
 
 
 def spatial_folds(
-    lon: np.ndarray, lat: np.ndarray, *, n_folds: int = 5, block_size: float = 1.0, seed: int = 42
+    lon: np.ndarray, lat: np.ndarray, *, n_folds: int = 5, block_size: float = 1.0, seed: int = 42, labels: Any = None,
 ) -> np.ndarray:
     """Fold index (0 .. n_folds - 1) of each point: shuffled spatial blocks dealt, largest first,
     to the fold that holds the fewest points so far, so folds are of about equal size and every
-    block lies in one fold.
+    block lies in one fold. With ``labels`` ((points, species) presences), the blocks are dealt by
+    :func:`stratified_blocks` instead, so each species' presences are shared evenly between folds.
 
     >>> folds = spatial_folds(np.arange(100.0) % 10, np.zeros(100), n_folds=5, seed=0)
     >>> np.bincount(folds).tolist()
@@ -176,6 +360,10 @@ def spatial_folds(
             f"only {n_blocks} spatial block(s) of {block_size} degrees hold plots, fewer than {n_folds} folds: "
             "pass a smaller --block-size or fewer --folds"
         )
+    if labels is not None:
+        fold_names = np.arange(n_folds)
+        part = stratified_blocks(block_of, labels, np.full(n_folds, 1 / n_folds), seed=seed)
+        return _nonempty_parts(fold_names[part[block_of]], block_of, tuple(fold_names.tolist()))
     counts = np.bincount(block_of, minlength=n_blocks)
     order = np.random.default_rng(seed).permutation(n_blocks)
     order = order[np.argsort(-counts[order], kind="stable")]  # largest first; ties in shuffled order
@@ -197,6 +385,7 @@ def fold_split(
     block_size: float = 1.0,
     val_fraction: float = 0.15,
     seed: int = 42,
+    labels: Any = None,
 ) -> np.ndarray:
     """The split of cross-validation fold ``k``: its points test, ``val_fraction`` of the others
     validation (by whole spatial blocks), the rest train.
@@ -212,5 +401,5 @@ def fold_split(
     test = folds == k
     split = np.where(test, "test", "train").astype("<U5")
     split = _validation_from(~test, np.asarray(lon), np.asarray(lat), split, block_size=block_size,
-                             val_fraction=val_fraction, seed=seed)
+                             val_fraction=val_fraction, seed=seed, labels=labels)
     return _check_nonempty(split, f"fold {k}")

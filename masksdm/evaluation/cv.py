@@ -23,6 +23,7 @@ import pandas as pd
 
 from masksdm.data.splits import fold_split, spatial_folds
 from masksdm.evaluation.subsets import evaluate
+from masksdm.metrics import MIN_CLASS
 from masksdm.model.checkpoint import load_checkpoint
 from masksdm.model.config import RunConfig, preset
 from masksdm.model.training import ensure_trained
@@ -70,6 +71,9 @@ def cross_validate(
     val_fraction: float | None = None,
     seed: int = 42,
     out_dir: str | Path | None = None,
+    stratify: bool = True,
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
     progress: bool = True,
 ) -> CrossValidation:
     """Spatial k-fold cross-validation of MaskSDM on a workspace (see the module docstring).
@@ -84,6 +88,11 @@ def cross_validate(
             workspace's, else 0.15).
         seed: seed of the fold assignment and of the validation blocks.
         out_dir: where the fold workspaces go (default ``<workspace>/cv``).
+        stratify: deal blocks into folds (and validation blocks) so that each species' presences
+            are shared evenly (:func:`~masksdm.data.splits.stratified_blocks`).
+        min_class, keep_thin: a species with fewer than ``min_class`` presences or absences in a
+            test fold is left out of that fold's means, unless ``keep_thin``
+            (:func:`~masksdm.evaluation.subsets.evaluate`).
         progress: show progress bars.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -93,11 +102,13 @@ def cross_validate(
     val_fraction = float(val_fraction or split_meta.get("val_fraction", 0.15))
     out = Path(out_dir) if out_dir is not None else ws.path / "cv"
     lon, lat = ws.plots["lon"].to_numpy(), ws.plots["lat"].to_numpy()
-    fold_of = spatial_folds(lon, lat, n_folds=folds, block_size=block_size, seed=seed)
+    labels = ws.presences() if stratify else None
+    fold_of = spatial_folds(lon, lat, n_folds=folds, block_size=block_size, seed=seed, labels=labels)
 
     rows, frames, paths = [], [], []
     for k in range(folds):
-        split = fold_split(fold_of, k, lon, lat, block_size=block_size, val_fraction=val_fraction, seed=seed + k)
+        split = fold_split(fold_of, k, lon, lat, block_size=block_size, val_fraction=val_fraction, seed=seed + k,
+                           labels=labels)
         fold_ws = _fold_workspace(ws, split, out / f"fold-{k}", f"spatial fold {k + 1} of {folds} (seed {seed})")
         run_dir = fold_ws.run_dir("main")
         ensure_trained(fold_ws, run_dir, config, progress=progress)

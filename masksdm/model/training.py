@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.data.predictors import UNGROUPED, Predictor, input_widths
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
-from masksdm.metrics import max_tss, mean_auc, roc_auc
+from masksdm.metrics import MIN_CLASS, max_tss, mean_auc, roc_auc, scorable_species
 from masksdm.model.checkpoint import (
     CARD,
     ModelCard,
@@ -323,8 +323,21 @@ def train_arrays(
     n = x_train.shape[0]
     n_batches = math.ceil(n / tc.batch_size)
     epochs, patience, warmup_steps = step_plan(tc, n_batches)
-    if tc.select == "last":  # the whole schedule runs; the last epoch is kept
+    select_last = tc.select == "last"
+    scored = scorable_species(val_y)  # epochs are never chosen on a species with a handful of validation plots
+    if not scored.any():
+        scored = np.isfinite(roc_auc(np.zeros(val_y.shape), val_y))
+        if not select_last:
+            log.warning(
+                "no species has %d presences and %d absences among the %d validation plots: epochs are not "
+                "chosen on so few, the whole schedule runs and its last epoch is kept (as train.select = "
+                '"last"); more validation plots (--val-fraction, smaller --block-size) let validation choose',
+                MIN_CLASS, MIN_CLASS, len(val_y))
+            select_last = True
+    if select_last:  # the whole schedule runs; the last epoch is kept
         patience = 0
+    y_val_scored_index = torch.from_numpy(np.flatnonzero(scored)).to(device)
+    y_val_scored = y_val[:, y_val_scored_index]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, warmup_steps, epochs * n_batches, tc.schedule)
     )
@@ -368,7 +381,7 @@ def train_arrays(
         val_logits = predict_logits_tensor(
             model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision
         )
-        val_auc = mean_auc(val_logits, y_val)
+        val_auc = mean_auc(val_logits[:, y_val_scored_index], y_val_scored)
         info["step"] += n_batches
         info["epoch"] = epoch + 1
         row = {
@@ -376,7 +389,7 @@ def train_arrays(
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start,
         }
         info["history"].append(row)
-        improved = val_auc > info["best_auc"] or tc.select == "last"
+        improved = val_auc > info["best_auc"] or select_last
         if improved:
             info["best_auc"], info["best_epoch"], info["bad_epochs"] = val_auc, epoch + 1, 0
             card.metrics = {"best_epoch": epoch + 1, "val_mean_auc": val_auc, "complete": False}
@@ -399,7 +412,7 @@ def train_arrays(
     card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
     card.metrics = {
         "best_epoch": info["best_epoch"],
-        "val_mean_auc": mean_auc(best_logits, val_y),
+        "val_mean_auc": mean_auc(best_logits[:, scored], val_y[:, scored]),
         "val_mean_tss": float(np.nanmean(tss)),
         "epochs_run": info["epoch"],
         "stopped_early": stopped_early,

@@ -6,7 +6,7 @@ it with :func:`masksdm.explain.report.save_figure`). Shapley figures are in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from masksdm.data.rasters import read_map
 
 __all__ = [
     "RANGE_COLORS", "SPLIT_COLORS", "embedding_figure", "estimator_figure", "locations_figure", "maps_figure", "read_map",
+    "reliability_figure",
     "scenes_figure", "subsets_figure", "training_figure",
 ]
 
@@ -156,6 +157,32 @@ def subsets_figure(table: pd.DataFrame, *, scale: float = 100.0, title: str = ""
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(curves: Mapping[str, pd.DataFrame], *, title: str = ""):
+    """Calibration: observed share of presences against predicted probability, one line per curve
+    (e.g. per predictor subset or species, from :func:`masksdm.metrics.reliability_curve`), marker
+    area growing with the number of predictions in the bin, and the diagonal a calibrated model
+    would follow."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
+    colours = plt.get_cmap("tab10")
+    for i, (name, curve) in enumerate(curves.items()):
+        n = curve["n"].to_numpy(dtype=float)
+        ax.plot(curve["mean_predicted"], curve["observed"], color=colours(i % 10), linewidth=1.5, label=str(name))
+        ax.scatter(curve["mean_predicted"], curve["observed"], s=10 + 140 * np.sqrt(n / max(n.max(), 1.0)),
+                   color=colours(i % 10), alpha=0.7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed share of presences")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

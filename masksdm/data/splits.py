@@ -236,7 +236,7 @@ def spatial_block_split(
     return np.array(["test", "val", "train"])[split_of_block[block_of]]
 
 
-def _nonempty_parts(split: np.ndarray, block_of: np.ndarray, parts: tuple[str, ...]) -> np.ndarray:
+def _nonempty_parts(split: np.ndarray, block_of: np.ndarray, parts: tuple[Any, ...]) -> np.ndarray:
     """``split`` where every part in ``parts`` holds a block: an empty part takes the smallest
     block of the part with the most blocks."""
     split = split.copy()

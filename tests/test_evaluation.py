@@ -55,6 +55,9 @@ def test_compare_table(tiny_run, tiny_workspace):
     assert list(table.index) == ["MaskSDM", "mean imputation", "median imputation", "knn imputation", "oracle"]
     assert list(table.columns) == ["WorldClim", "all"]
     assert table.to_numpy().min() > 0.4 and table.to_numpy().max() <= 1
+    low, high = table.attrs["auc_low"], table.attrs["auc_high"]  # each mean's interval over species
+    assert low.shape == high.shape == table.shape
+    assert (low.to_numpy() < table.to_numpy()).all() and (table.to_numpy() < high.to_numpy()).all()
     models = tiny_workspace.models_dir()
     assert (models / "tiny-unmasked" / "model.json").exists()
     assert (models / "tiny-oracle-WorldClim" / "model.json").exists()
@@ -63,6 +66,7 @@ def test_compare_table(tiny_run, tiny_workspace):
     assert (models / "tiny-unmasked" / "model.safetensors").stat().st_mtime_ns == stamp
     markdown = format_table(table)
     assert markdown.count("\n") == 6 and "**" in markdown
+    assert f"({100 * low.loc['oracle', 'all']:.1f}-{100 * high.loc['oracle', 'all']:.1f})" in markdown
 
 
 def test_default_subsets(tiny_run):

@@ -177,6 +177,12 @@ def test_cross_validation_tests_every_plot_once_and_resumes(tiny_workspace, tmp_
     assert cv.summary.set_index("subset").loc["all", "mean_auc"] == pytest.approx(all_rows["mean_auc"].mean())
     assert cv.summary.set_index("subset").loc["all", "sd_auc"] == pytest.approx(all_rows["mean_auc"].std())
     assert (cv.folds["mean_auc"] > 0.5).all()
+    # the interval of the mean over every scored (fold, species) pair
+    pairs = cv.per_species.query("subset == 'all' and not thin")["auc"].dropna()
+    row = cv.summary.set_index("subset").loc["all"]
+    assert row["pooled_auc"] == pytest.approx(pairs.mean()) and row["auc_low"] < row["pooled_auc"] < row["auc_high"]
+    scored = cv.per_species.dropna(subset=["auc"])
+    assert (scored["auc_low"] <= scored["auc"]).all() and 0 < row["brier"] < 1
 
     import masksdm.model.training as training
 

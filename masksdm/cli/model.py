@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from masksdm.cli._common import add_common, add_train_options, csv_list, print_table, run_config
+from masksdm.cli._common import (
+    MIN_CLASS,
+    add_common,
+    add_train_options,
+    csv_list,
+    print_table,
+    run_config,
+)
 
 __all__ = ["add_compare", "add_cv", "add_evaluate", "add_train", "cmd_compare", "cmd_cv", "cmd_evaluate", "cmd_train"]
 
@@ -36,11 +43,13 @@ def cmd_cv(args: argparse.Namespace) -> int:
              for suffix in (".csv", "_folds.csv", "_per_species.parquet")]
     subsets = _subsets_from_args(args, None) if args.subsets else None
     result = cross_validate(ws, folds=args.folds, config=run_config(args), subsets=subsets, block_size=args.block_size,
-                            seed=args.split_seed, out_dir=args.out, progress=not args.quiet)
+                            seed=args.split_seed, out_dir=args.out, stratify=not args.no_stratify,
+                            min_class=args.min_presences, keep_thin=args.keep_thin, progress=not args.quiet)
     print(f"\nSpatial {args.folds}-fold cross-validation, test mean over species per fold:\n")
     print_table(result.folds)
-    print("\nMean and standard deviation over folds:\n")
+    print("\nMean and standard deviation over folds, and the interval of the mean over (fold, species) pairs:\n")
     print_table(result.summary)
+    _print_thin(result.per_species, args.min_presences, args.keep_thin)
     write_text(paths[0], result.summary.to_csv(index=False))
     write_text(paths[1], result.folds.to_csv(index=False))
     write_parquet(paths[2], result.per_species)
@@ -73,13 +82,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}.csv"), force=args.force)
     species_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}_per_species.parquet"),
                                   force=args.force)
+    curve_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}_reliability.parquet"),
+                                force=args.force)
+    figure_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}_reliability.png"), force=args.force)
     model, card = load_checkpoint(ws.run_dir(args.run))
-    result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card))
+    result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card),
+                      min_class=args.min_presences, keep_thin=args.keep_thin)
     print_table(result.summary)
+    print(f"(auc_low, auc_high: {result.level:.0%} interval of the mean over species; brier: mean Brier score)")
+    _print_thin(result.per_species, args.min_presences, args.keep_thin)
     write_text(summary_path, result.summary.to_csv(index=False))
     write_parquet(species_path, result.per_species)
-    print(f"\nwritten to {summary_path.parent}")
+    write_parquet(curve_path, result.reliability)
+    _reliability_figure(result.reliability, figure_path, f"{args.run}, {args.split} plots")
+    print(f"\nwritten to {summary_path.parent} (reliability curves: {figure_path.name})")
     return 0
+
+
+def _print_thin(per_species, min_class: int, kept: bool) -> None:
+    thin = per_species.loc[per_species["thin"], "species"].drop_duplicates().tolist()
+    if thin:
+        shown = ", ".join(thin[:8]) + (f", ... (+{len(thin) - 8})" if len(thin) > 8 else "")
+        what = "kept in the means (--keep-thin)" if kept else "left out of the means (--keep-thin keeps them)"
+        print(f"{len(thin)} species with fewer than {min_class} presences or absences here, {what}: {shown}")
+
+
+def _reliability_figure(curves, path: Path, title: str) -> None:
+    from masksdm.evaluation.subsets import POOLED
+    from masksdm.explain.report import save_figure
+    from masksdm.plots import reliability_figure
+
+    pooled = curves[curves["species"] == POOLED]
+    save_figure(reliability_figure({s: g for s, g in pooled.groupby("subset", sort=False)},
+                                   title=f"Calibration, pooled over species ({title})"), path)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -97,10 +132,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare_baselines(ws, args.run, baselines=csv_list(args.baselines),
                                    withheld=[csv_list(w.replace("+", ",")) for w in args.withheld] if args.withheld else None,
                                    retrain=not args.no_retrain, max_species=args.max_species, seed=args.seed,
-                                   progress=not args.quiet)
+                                   min_class=args.min_presences, keep_thin=args.keep_thin, progress=not args.quiet)
         markdown = result.to_markdown()
         print("\nTest mean AUC x100 per species model (best per column in bold), then MaskSDM's paired tests:\n")
         print(markdown)
+        _print_thin(result.per_species, args.min_presences, args.keep_thin)
         write_text(paths[0], result.summary.to_csv(index=False))
         write_text(paths[1], markdown + "\n\nMean TSS x100:\n\n" + result.to_markdown(metric="tss") + "\n")
         write_parquet(paths[2], result.per_species)
@@ -113,11 +149,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     csv_path = check_writable(ws.report_path(f"compare_{args.run}.csv"), force=args.force)
     md_path = check_writable(ws.report_path(f"compare_{args.run}.md"), force=args.force)
     card, _ = read_card(ws.run_dir(args.run))
-    table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), progress=not args.quiet)
+    table = compare_subsets(ws, args.run, subsets=_subsets_from_args(args, card), min_class=args.min_presences,
+                            keep_thin=args.keep_thin, progress=not args.quiet)
     markdown = format_table(table)
-    print("\nTest mean AUC x100 (best non-oracle value in bold):\n")
+    print(f"\nTest mean AUC x100 over {table.attrs['n_species']} species, its bootstrap 95 % interval over species "
+          "in brackets (best non-oracle value in bold):\n")
     print(markdown)
-    write_text(csv_path, table.to_csv())
+    long = table.rename_axis(index="method", columns="subset").stack().rename("mean_auc").to_frame()
+    for bound in ("auc_low", "auc_high"):
+        long[bound] = table.attrs[bound].rename_axis(index="method", columns="subset").stack()
+    write_text(csv_path, long.reset_index().to_csv(index=False))
     write_text(md_path, markdown + "\n")
     print(f"\nwritten to {md_path}")
     return 0
@@ -144,9 +185,16 @@ def add_evaluate(sub) -> None:
     p.add_argument("--run", default="main")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    _add_thin_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_thin_options(p) -> None:
+    p.add_argument("--min-presences", type=int, default=MIN_CLASS, help="a species with fewer presences or absences "
+                   f"than this among the scored plots is thin: left out of the means ({MIN_CLASS})")
+    p.add_argument("--keep-thin", action="store_true", help="keep thin species in the means")
 
 
 def add_compare(sub) -> None:
@@ -163,6 +211,7 @@ def add_compare(sub) -> None:
                    "with species)")
     p.add_argument("--no-retrain", action="store_true", help="with --baselines: skip the retrained baselines")
     p.add_argument("--seed", type=int, default=0, help="with --baselines: seed of the models and the sample (0)")
+    _add_thin_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     add_common(p)
     p.set_defaults(func=cmd_compare)
@@ -178,6 +227,9 @@ def add_cv(sub) -> None:
     p.add_argument("--out", type=Path, help="folder of the fold workspaces (default WORKSPACE/cv)")
     add_train_options(p, default_preset="cpu")
     p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
+    p.add_argument("--no-stratify", action="store_true", help="deal blocks into folds at random, not so that each "
+                   "species' presences are shared evenly")
+    _add_thin_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing reports")
     add_common(p)
     p.set_defaults(func=cmd_cv)

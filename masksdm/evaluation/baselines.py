@@ -40,7 +40,16 @@ from masksdm.errors import CheckpointError, DataError
 from masksdm.evaluation.imputation import Imputer, make_imputer
 from masksdm.evaluation.paired import paired_test
 from masksdm.evaluation.subsets import default_subsets, subset_logits
-from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
+from masksdm.metrics import (
+    MIN_CLASS,
+    auc_interval,
+    brier_score,
+    evaluable_species,
+    max_tss,
+    mean_interval,
+    scorable_species,
+    tss_at,
+)
 from masksdm.model.checkpoint import load_checkpoint, split_arrays
 from masksdm.workspace import Workspace
 
@@ -225,23 +234,28 @@ class BaselineComparison:
 
     Attributes:
         summary: one row per (setting, method): ``setting``, ``method`` (``MaskSDM``, ``rf`` with
-            all predictors, ``rf + mean``/``rf + knn`` imputed, ``rf retrained``), ``mean_auc``,
-            ``mean_tss``, ``n_species`` and ``seconds`` (fitting and predicting, summed over
-            species; an imputed variant reuses the model fitted with all predictors, whose fit is
-            counted in that method's ``all`` row).
-        per_species: one row per (setting, method, species): ``auc``, ``tss`` (on the test split at
-            the max-TSS threshold of the validation split; NaN where validation lacks a class)
-            and ``n_presences`` (test).
+            all predictors, ``rf + mean``/``rf + knn`` imputed, ``rf retrained``), ``mean_auc``
+            with ``auc_low``/``auc_high`` (bootstrap interval over species), ``mean_tss``,
+            ``brier`` (mean Brier score), ``n_species`` (in the means), ``n_thin`` (left out) and
+            ``seconds`` (fitting and predicting, summed over species; an imputed variant reuses
+            the model fitted with all predictors, whose fit is counted in that method's ``all`` row).
+        per_species: one row per (setting, method, species): ``auc`` with its DeLong interval
+            ``auc_low``/``auc_high``, ``tss`` (on the test split at the max-TSS threshold of the
+            validation split; NaN where validation lacks a class), ``brier``, ``n_presences`` and
+            ``n_absences`` (test) and ``thin`` (fewer than ``min_class`` of either there).
         tests: one row per (setting, baseline method) pairing MaskSDM's per-species AUC with the
-            baseline's (:func:`~masksdm.evaluation.paired.paired_test`): ``mean_difference``
+            baseline's over the species in the means (:func:`~masksdm.evaluation.paired.paired_test`): ``mean_difference``
             (MaskSDM minus baseline), ``ci_low``, ``ci_high`` (bootstrap 95 % interval),
             ``p_value`` (Wilcoxon signed-rank, two-sided), ``n_species``, ``wins`` and ``losses``
             (species where MaskSDM is better, worse).
+        min_class, keep_thin: the thin-species rule the means followed.
     """
 
     summary: pd.DataFrame
     per_species: pd.DataFrame
     tests: pd.DataFrame
+    min_class: int = MIN_CLASS
+    keep_thin: bool = False
 
     def to_markdown(self, *, metric: str = "auc", scale: float = 100.0, digits: int = 1) -> str:
         """See :func:`format_comparison`."""
@@ -260,6 +274,8 @@ def compare_baselines(
     species: Sequence[str] | None = None,
     max_species: int | None = None,
     min_presences: int = 5,
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
     seed: int = 0,
     n_threads: int | None = 1,
     progress: bool = True,
@@ -280,6 +296,8 @@ def compare_baselines(
         species: evaluate only these species (names); default every species with presences and
             absences in train and ``split`` and at least ``min_presences`` training presences.
         max_species: evaluate a random sample (seeded) of at most this many species.
+        min_class: a species with fewer presences or absences than this in ``split`` is thin: scored,
+            but left out of the means and paired tests unless ``keep_thin``.
         seed: seed of the species sample, the baselines and the bootstrap.
         n_threads: threads of each baseline's OpenMP and BLAS code (see :func:`fit_baseline`).
         progress: show a progress bar over the fits.
@@ -364,27 +382,41 @@ def compare_baselines(
     bar.close()
 
     order = sorted([(s, _MASKSDM) for s in settings] + methods, key=lambda k: list(settings).index(k[0]))
-    per_species = _per_species(probs, order, y, split, [card.species[i] for i in chosen])
-    summary = per_species.groupby(["setting", "method"], sort=False).agg(
-        mean_auc=("auc", "mean"), mean_tss=("tss", "mean"), n_species=("auc", "count")
-    ).reset_index()
-    summary["seconds"] = [seconds[k] for k in order]
-    return BaselineComparison(summary, per_species, paired_tests(per_species, seed=seed))
+    per_species = _per_species(probs, order, y, split, [card.species[i] for i in chosen], min_class=min_class)
+    n_thin = int(per_species.drop_duplicates("species")["thin"].sum())
+    counted = per_species if keep_thin else per_species[~per_species["thin"]]
+    rows = []
+    for (setting, method), frame in counted.groupby(["setting", "method"], sort=False):
+        mean, low, high = mean_interval(frame["auc"].to_numpy(dtype=float), seed=seed)
+        rows.append({"setting": setting, "method": method, "mean_auc": mean, "auc_low": low, "auc_high": high,
+                     "mean_tss": frame["tss"].mean(), "brier": frame["brier"].mean(),
+                     "n_species": int(frame["auc"].notna().sum()), "n_thin": n_thin,
+                     "seconds": seconds[setting, method]})
+    if not rows:
+        raise DataError(
+            f"every species has fewer than {min_class} presences or absences among the {len(y[split])} {split} "
+            "plots: prepare with smaller blocks or a larger --test-fraction, use masksdm cv, or --keep-thin"
+        )
+    return BaselineComparison(pd.DataFrame(rows), per_species, paired_tests(counted, seed=seed), min_class, keep_thin)
 
 
 def _per_species(
     probs: Mapping[tuple[str, str], Mapping[str, np.ndarray]], order: Sequence[tuple[str, str]],
-    y: Mapping[str, np.ndarray], split: str, names: list[str],
+    y: Mapping[str, np.ndarray], split: str, names: list[str], *, min_class: int = MIN_CLASS,
 ) -> pd.DataFrame:
-    """AUC and TSS (threshold chosen on validation) of every (setting, method), one row a species."""
+    """AUC with its DeLong interval, TSS (threshold chosen on validation) and Brier score of every
+    (setting, method), one row a species."""
     frames = []
+    thin = ~scorable_species(y[split], min_class)
     for setting, method in order:
         p = probs[setting, method]
         thr = max_tss(p["val"], y["val"])[1]
         tss = np.where(np.isfinite(thr), tss_at(p[split], y[split], thr), np.nan)
+        auc, low, high = auc_interval(p[split], y[split])
         frames.append(pd.DataFrame({"setting": setting, "method": method, "species": names,
-                                    "auc": roc_auc(p[split], y[split]), "tss": tss,
-                                    "n_presences": y[split].sum(axis=0)}))
+                                    "auc": auc, "auc_low": low, "auc_high": high, "tss": tss,
+                                    "brier": brier_score(p[split], y[split]), "n_presences": y[split].sum(axis=0),
+                                    "n_absences": len(y[split]) - y[split].sum(axis=0), "thin": thin}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -417,17 +449,31 @@ def format_comparison(
     setting (columns), the best per column in bold, then MaskSDM's paired tests on AUC."""
     if metric not in ("auc", "tss"):
         raise ValueError(f"metric must be 'auc' or 'tss', got {metric!r}")
-    table = comparison.summary.pivot(index="method", columns="setting", values=f"mean_{metric}")
-    table = table.loc[comparison.summary["method"].unique(), comparison.summary["setting"].unique()]
+    summary = comparison.summary
+    methods, settings = summary["method"].unique(), summary["setting"].unique()
+
+    def pivot(column: str) -> pd.DataFrame:
+        return summary.pivot(index="method", columns="setting", values=column).loc[methods, settings]
+
+    table = pivot(f"mean_{metric}")
+    interval = (pivot("auc_low"), pivot("auc_high")) if metric == "auc" and "auc_low" in summary else None
     best = table.max(axis=0)
-    n = int(comparison.summary["n_species"].max())
-    lines = [f"Mean test {metric.upper()} x{scale:g} over {n} species", "",
+    n = int(summary["n_species"].max())
+    n_thin = int(summary["n_thin"].max()) if "n_thin" in summary else 0
+    kept = "kept" if comparison.keep_thin else "left out"
+    thin = f" ({n_thin} with fewer than {comparison.min_class} presences or absences {kept})" if n_thin else ""
+    lines = [f"Mean test {metric.upper()} x{scale:g} over {n} species{thin}"
+             + (", with its bootstrap 95 % interval over species" if interval is not None else ""), "",
              "| method | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
     for method, row in table.iterrows():
         cells = []
         for col, value in row.items():
             text = "–" if not np.isfinite(value) else f"{value * scale:.{digits}f}"
-            cells.append(f"**{text}**" if np.isfinite(value) and np.isclose(value, best[col]) else text)
+            if np.isfinite(value) and np.isclose(value, best[col]):
+                text = f"**{text}**"
+            if interval is not None and np.isfinite(interval[0].loc[method, col]):
+                text += f" ({interval[0].loc[method, col] * scale:.{digits}f}-{interval[1].loc[method, col] * scale:.{digits}f})"
+            cells.append(text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", f"MaskSDM minus baseline, AUC x{scale:g}, paired over species: mean difference, bootstrap 95 % "
               "interval, Wilcoxon signed-rank p (two-sided, uncorrected), species where MaskSDM is better", "",

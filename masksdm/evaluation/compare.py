@@ -8,6 +8,10 @@ For each predictor subset (default: each group alone, and all predictors) it rep
 * an **oracle**: the same architecture retrained on that subset alone (for "all", the unmasked
   model itself, as in the paper).
 
+Species with fewer than ``min_class`` test presences or absences are left out of the means (see
+:mod:`masksdm.evaluation.subsets`); the returned table's ``attrs["auc_low"]`` and ``attrs["auc_high"]``
+hold each mean's bootstrap interval over species, in the same layout.
+
 Baselines are trained into ``models/<run>-unmasked`` and ``models/<run>-oracle-<subset>`` and reused
 when already complete, so an interrupted comparison resumes where it stopped.
 """
@@ -22,10 +26,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from masksdm.errors import CheckpointError
+from masksdm.errors import CheckpointError, DataError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
-from masksdm.metrics import mean_auc
+from masksdm.metrics import MIN_CLASS, evaluable_species, mean_interval, roc_auc, scorable_species
 from masksdm.model.checkpoint import load_checkpoint, split_arrays
 from masksdm.model.training import ensure_trained
 from masksdm.workspace import Workspace
@@ -46,13 +50,16 @@ def compare_subsets(
     subsets: Mapping[str, Sequence[str] | None] | None = None,
     imputations: Sequence[str] = ("mean", "median", "knn"),
     split: str = "test",
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Mean AUC of MaskSDM, imputation baselines and oracles, one column per subset.
 
     Returns:
         A DataFrame indexed by method (``MaskSDM``, ``mean imputation``, ..., ``oracle``) with one
-        column per subset.
+        column per subset; ``attrs`` holds ``auc_low`` and ``auc_high`` (DataFrames of the same
+        shape: the bootstrap 95 % interval of each mean over species) and ``n_species``.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     models = ws.models_dir()
@@ -72,26 +79,35 @@ def compare_subsets(
     baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
     imputers = {name: make_imputer(name, x_train) for name in imputations}
 
-    table: dict[str, dict[str, float]] = {"MaskSDM": {}}
-    for name in imputations:
-        table[f"{name} imputation"] = {}
-    table["oracle"] = {}
+    counted = evaluable_species(y) if keep_thin else scorable_species(y, min_class)
+    if not counted.any():
+        raise DataError(f"no species has {min_class} presences and absences among the {len(y)} {split} plots: "
+                        "prepare with smaller blocks or a larger --test-fraction, use masksdm cv, or --keep-thin")
+    methods = ["MaskSDM", *(f"{name} imputation" for name in imputations), "oracle"]
+    scores: dict[str, dict[str, tuple[float, float, float]]] = {m: {} for m in methods}
     steps = tqdm(subsets.items(), desc="compare", unit="subset", disable=not progress)
     for name, subset in steps:
-        table["MaskSDM"][name] = mean_auc(subset_logits(model, card, x, subset), y)
+        scores["MaskSDM"][name] = mean_interval(roc_auc(subset_logits(model, card, x, subset), y)[counted])
         for imp_name, imputer in imputers.items():
             logits = subset_logits(baseline, baseline_card, x, subset, imputer=imputer)
-            table[f"{imp_name} imputation"][name] = mean_auc(logits, y)
+            scores[f"{imp_name} imputation"][name] = mean_interval(roc_auc(logits, y)[counted])
         if subset is None:
             oracle, oracle_card = baseline, baseline_card
         else:
             oracle, oracle_card = load_checkpoint(models / f"{run}-oracle-{_slug(name)}")
-        table["oracle"][name] = mean_auc(subset_logits(oracle, oracle_card, x, subset), y)
-    return pd.DataFrame(table).T[list(subsets)]
+        scores["oracle"][name] = mean_interval(roc_auc(subset_logits(oracle, oracle_card, x, subset), y)[counted])
+
+    def part(k: int) -> pd.DataFrame:
+        return pd.DataFrame({m: {s: v[k] for s, v in row.items()} for m, row in scores.items()}).T[list(subsets)]
+
+    table = part(0)
+    table.attrs.update(auc_low=part(1), auc_high=part(2), n_species=int(counted.sum()))
+    return table
 
 
 def format_table(frame: pd.DataFrame, *, scale: float = 100.0, digits: int = 1) -> str:
-    """A Markdown table of mean AUC (x100 by default), best non-oracle value per column in bold."""
+    """A Markdown table of mean AUC (x100 by default), best non-oracle value per column in bold,
+    each followed by its interval when ``frame.attrs`` holds ``auc_low``/``auc_high``."""
     cols = list(frame.columns)
     lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     contenders = frame.drop(index="oracle", errors="ignore")
@@ -102,6 +118,9 @@ def format_table(frame: pd.DataFrame, *, scale: float = 100.0, digits: int = 1) 
             text = f"{row[col] * scale:.{digits}f}"
             if method != "oracle" and np.isclose(row[col], best[col]):
                 text = f"**{text}**"
+            if "auc_low" in frame.attrs and np.isfinite(frame.attrs["auc_low"].loc[method, col]):
+                low, high = frame.attrs["auc_low"].loc[method, col], frame.attrs["auc_high"].loc[method, col]
+                text += f" ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
             cells.append(text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

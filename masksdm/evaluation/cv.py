@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from masksdm.data.splits import fold_split, spatial_folds
+from masksdm.errors import DataError
 from masksdm.evaluation.subsets import evaluate
-from masksdm.metrics import MIN_CLASS
+from masksdm.metrics import MIN_CLASS, mean_interval
 from masksdm.model.checkpoint import load_checkpoint
 from masksdm.model.config import RunConfig, preset
 from masksdm.model.training import ensure_trained
@@ -40,8 +41,11 @@ class CrossValidation:
         folds: one row per (fold, subset): ``fold``, ``subset``, ``n_test``, ``n_species``,
             ``mean_auc``, ``mean_tss`` (max TSS on the test fold).
         summary: one row per subset: ``mean_auc`` and ``sd_auc`` (mean and standard deviation
-            over folds of the fold's mean AUC), ``mean_tss``, ``sd_tss``, ``n_folds``.
-        per_species: one row per (fold, subset, species): ``auc``, ``tss``, ``n_presences``.
+            over folds of the fold's mean AUC), ``mean_tss``, ``sd_tss``, ``brier``, ``n_folds``, and
+            ``pooled_auc`` with ``auc_low``/``auc_high``: the mean over all scored (fold, species)
+            pairs and its bootstrap interval over them.
+        per_species: one row per (fold, subset, species): ``auc`` with its DeLong interval
+            (``auc_low``, ``auc_high``), ``tss``, ``brier``, ``n_presences``, ``n_absences``, ``thin``.
         workspaces: the fold workspaces, in fold order.
     """
 
@@ -113,18 +117,31 @@ def cross_validate(
         run_dir = fold_ws.run_dir("main")
         ensure_trained(fold_ws, run_dir, config, progress=progress)
         model, card = load_checkpoint(run_dir)
-        result = evaluate(model, card, fold_ws, split="test", subsets=subsets)
+        try:
+            result = evaluate(model, card, fold_ws, split="test", subsets=subsets, min_class=min_class,
+                              keep_thin=keep_thin)
+        except DataError as err:
+            raise DataError(f"fold {k + 1} of {folds}: {err}; or use fewer --folds") from None
         summary = result.summary.assign(fold=k, n_test=int((split == "test").sum()))
-        rows.append(summary[["fold", "subset", "n_test", "n_species", "mean_auc", "mean_tss"]])
-        frames.append(result.per_species.assign(fold=k)[["fold", "subset", "species", "auc", "tss", "n_presences"]])
+        rows.append(summary[["fold", "subset", "n_test", "n_species", "n_thin", "mean_auc", "auc_low", "auc_high",
+                             "mean_tss", "brier"]])
+        frames.append(result.per_species.assign(fold=k)[["fold", "subset", "species", "auc", "auc_low", "auc_high",
+                                                         "tss", "brier", "n_presences", "n_absences", "thin"]])
         paths.append(fold_ws.path)
     table = pd.concat(rows, ignore_index=True)
+    per_species = pd.concat(frames, ignore_index=True)
     grouped = table.groupby("subset", sort=False)
     summary = pd.DataFrame({
         "mean_auc": grouped["mean_auc"].mean(),
         "sd_auc": grouped["mean_auc"].std(ddof=1),
         "mean_tss": grouped["mean_tss"].mean(),
         "sd_tss": grouped["mean_tss"].std(ddof=1),
+        "brier": grouped["brier"].mean(),
         "n_folds": grouped["fold"].nunique(),
     }).reset_index()
-    return CrossValidation(table, summary, pd.concat(frames, ignore_index=True), paths)
+    counted = per_species if keep_thin else per_species[~per_species["thin"]]
+    pooled = {name: mean_interval(g["auc"].to_numpy(dtype=float)) for name, g in counted.groupby("subset", sort=False)}
+    summary["pooled_auc"] = summary["subset"].map(lambda s: pooled.get(s, (np.nan,) * 3)[0])
+    summary["auc_low"] = summary["subset"].map(lambda s: pooled.get(s, (np.nan,) * 3)[1])
+    summary["auc_high"] = summary["subset"].map(lambda s: pooled.get(s, (np.nan,) * 3)[2])
+    return CrossValidation(table, summary, per_species, paths)

@@ -3,7 +3,11 @@
 A subset is a list of predictor or group names (``None`` = all predictors). MaskSDM masks every
 predictor outside the subset; a model trained without masking (``train.masking = "none"``) instead
 gets the hidden predictors imputed (see :mod:`masksdm.evaluation.imputation`, default: the training mean).
-Species are evaluated when they have both presences and absences in the split.
+Species are evaluated when they have both presences and absences in the split; a species with
+fewer than ``min_class`` presences or absences there (:data:`~masksdm.metrics.MIN_CLASS`, 5) is
+*thin*: its scores are reported but left out of the means unless ``keep_thin``. Each AUC comes with
+a DeLong interval, each mean AUC with a bootstrap interval over species, and each probability with
+its Brier score and a reliability curve (calibration: do 30 % predictions come true 30 % of the time?).
 """
 
 from __future__ import annotations
@@ -21,14 +25,28 @@ from masksdm.data.predictors import (
     resolve_subset,
     subset_mask,
 )
+from masksdm.errors import DataError
 from masksdm.evaluation.imputation import Imputer
-from masksdm.metrics import evaluable_species, max_tss, roc_auc, tss_at
+from masksdm.metrics import (
+    MIN_CLASS,
+    auc_interval,
+    brier_score,
+    evaluable_species,
+    max_tss,
+    mean_interval,
+    reliability_curve,
+    scorable_species,
+    tss_at,
+)
 from masksdm.model.checkpoint import ModelCard, split_arrays
 from masksdm.model.inference import model_inputs, predict_logits
 from masksdm.model.network import Network
 from masksdm.workspace import Workspace
 
-__all__ = ["Evaluation", "default_subsets", "evaluate", "subset_logits"]
+__all__ = ["POOLED", "Evaluation", "default_subsets", "evaluate", "reliability_by_species", "subset_logits"]
+
+#: The ``species`` value of the reliability curve pooled over all scored species.
+POOLED = "(all species)"
 
 
 def default_subsets(card_or_predictors) -> dict[str, list[str] | None]:
@@ -64,19 +82,48 @@ def subset_logits(
     return np.log(p / (1 - p)).astype(np.float32)
 
 
+def reliability_by_species(prob: np.ndarray, y: np.ndarray, species: Sequence[str], *, bins: int = 10) -> pd.DataFrame:
+    """Reliability curve of every species at once: per (species, bin of predicted probability),
+    ``mean_predicted``, ``observed`` (share of presences) and ``n``; empty bins left out."""
+    index = np.clip((prob * bins).astype(np.int64), 0, bins - 1)
+    frames = []
+    for b in range(bins):
+        inside = index == b
+        n = inside.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frames.append(pd.DataFrame({
+                "species": np.asarray(species, dtype=object), "bin_low": b / bins, "bin_high": (b + 1) / bins,
+                "mean_predicted": np.where(inside, prob, 0.0).sum(axis=0) / n,
+                "observed": (inside & y).sum(axis=0) / n, "n": n,
+            })[n > 0])
+    out = pd.concat(frames, ignore_index=True)
+    order = pd.Categorical(out["species"], categories=list(dict.fromkeys(species)), ordered=True)
+    return out.assign(_o=order).sort_values(["_o", "bin_low"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
 @dataclass
 class Evaluation:
     """Results of :func:`evaluate`.
 
     Attributes:
-        summary: one row per subset: ``subset``, ``n_predictors``, ``n_species`` (evaluated),
-            ``mean_auc``, ``mean_tss`` (max TSS on the split) and ``mean_tss_val_threshold`` (TSS at
-            the thresholds chosen on validation, with all predictors).
-        per_species: one row per (subset, species): ``auc``, ``tss``, ``threshold``, ``n_presences``.
+        summary: one row per subset: ``subset``, ``n_predictors``, ``n_species`` (scored: in the
+            means), ``n_thin`` (evaluable but thin, left out unless ``keep_thin``), ``mean_auc``
+            with ``auc_low``/``auc_high`` (its bootstrap interval over species; with one species,
+            that species' DeLong interval), ``mean_tss`` (max TSS on the split),
+            ``mean_tss_val_threshold`` (TSS at the thresholds chosen on validation, with all
+            predictors) and ``brier`` (mean Brier score).
+        per_species: one row per (subset, species): ``auc``, ``auc_low``, ``auc_high`` (DeLong),
+            ``tss``, ``threshold``, ``brier``, ``n_presences``, ``n_absences``, ``thin``.
+        reliability: one row per (subset, species, probability bin): ``mean_predicted``,
+            ``observed``, ``n`` (:func:`reliability_by_species`), and the curve pooled over the
+            scored species under ``species`` = :data:`POOLED`.
+        level: the intervals' confidence level.
     """
 
     summary: pd.DataFrame
     per_species: pd.DataFrame
+    reliability: pd.DataFrame | None = None
+    level: float = 0.95
 
 
 def evaluate(
@@ -88,35 +135,68 @@ def evaluate(
     subsets: Mapping[str, Sequence[str] | None] | None = None,
     imputer: Imputer | None = None,
     batch_size: int = 4096,
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
+    level: float = 0.95,
 ) -> Evaluation:
-    """Evaluate a model on a workspace split under each predictor subset."""
+    """Evaluate a model on a workspace split under each predictor subset (see the module docstring).
+
+    Raises:
+        DataError: every evaluable species is thin (and ``keep_thin`` is off): the split is too small
+            to score, so the error suggests smaller blocks or k-fold cross-validation.
+    """
     x, y = split_arrays(card, workspace, split)
     subsets = default_subsets(card) if subsets is None else subsets
     thresholds = None
     if card.thresholds is not None:
         thresholds = np.array([np.nan if t is None else t for t in card.thresholds], dtype=np.float64)
     ok = evaluable_species(y)
-    rows, frames = [], []
+    thin = ok & ~scorable_species(y, min_class)
+    counted = ok if keep_thin else ok & ~thin
+    if ok.any() and not counted.any():
+        raise DataError(
+            f"every species has fewer than {min_class} presences or absences among the {len(y)} {split} plots, too "
+            "few for a score to mean much: prepare with smaller blocks (--block-size) or a larger --test-fraction, "
+            "score by k-fold cross-validation (masksdm cv), or keep them anyway (--keep-thin)"
+        )
+    species = np.asarray(card.species, dtype=object)
+    rows, frames, curves = [], [], []
     for name, subset in subsets.items():
         logits = subset_logits(model, card, x, subset, imputer=imputer, batch_size=batch_size)
         prob = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        auc = roc_auc(logits, y)
+        auc, low, high = auc_interval(logits, y, level=level)
         tss, thr = max_tss(prob, y)
         tss_val = tss_at(prob, y, thresholds) if thresholds is not None else np.full(len(auc), np.nan)
-        rows.append(
-            {
-                "subset": name,
-                "n_predictors": len(resolve_subset(subset, card.predictors)),
-                "n_species": int(ok.sum()),
-                "mean_auc": float(np.nanmean(auc)) if ok.any() else np.nan,
-                "mean_tss": float(np.nanmean(tss)) if ok.any() else np.nan,
-                "mean_tss_val_threshold": float(np.nanmean(tss_val)) if np.isfinite(tss_val).any() else np.nan,
-            }
-        )
-        frames.append(
-            pd.DataFrame(
-                {"subset": name, "species": card.species, "auc": auc, "tss": tss, "threshold": thr,
-                 "n_presences": y.sum(axis=0)}
-            )
-        )
-    return Evaluation(summary=pd.DataFrame(rows), per_species=pd.concat(frames, ignore_index=True))
+        brier = brier_score(prob, y)
+        if counted.sum() == 1:  # one species: its own interval
+            only = int(np.flatnonzero(counted)[0])
+            mean, m_low, m_high = float(auc[only]), float(low[only]), float(high[only])
+        else:
+            mean, m_low, m_high = mean_interval(auc[counted], level=level) if counted.any() else (np.nan,) * 3
+        rows.append({
+            "subset": name,
+            "n_predictors": len(resolve_subset(subset, card.predictors)),
+            "n_species": int(counted.sum()),
+            "n_thin": int(thin.sum()),
+            "mean_auc": mean, "auc_low": m_low, "auc_high": m_high,
+            "mean_tss": _mean(tss[counted]),
+            "mean_tss_val_threshold": _mean(tss_val[counted]),
+            "brier": _mean(brier[counted]),
+        })
+        frames.append(pd.DataFrame({
+            "subset": name, "species": card.species, "auc": auc, "auc_low": low, "auc_high": high, "tss": tss,
+            "threshold": thr, "brier": brier, "n_presences": y.sum(axis=0), "n_absences": len(y) - y.sum(axis=0),
+            "thin": thin,
+        }))
+        pooled = reliability_curve(prob[:, counted], y[:, counted]).assign(species=POOLED)
+        curves.append(pd.concat([pooled, reliability_by_species(prob[:, ok], y[:, ok], species[ok])],
+                                ignore_index=True).assign(subset=name))
+    reliability = pd.concat(curves, ignore_index=True)
+    reliability = reliability[["subset", "species", *[c for c in reliability.columns if c not in ("subset", "species")]]]
+    return Evaluation(summary=pd.DataFrame(rows), per_species=pd.concat(frames, ignore_index=True),
+                      reliability=reliability, level=level)
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = np.isfinite(values)
+    return float(values[finite].mean()) if finite.any() else float("nan")

@@ -191,7 +191,9 @@ def main() -> None:
         glob = board.global_values(species)
         st.bar_chart(pd.DataFrame({"group": glob.players, "AUC points": glob.values}), x="group", y="AUC points",
                      horizontal=True, sort="-AUC points")
-        st.caption(f"test AUC {glob.full_value / 100:.3f} with all groups; the bars share the gain over 0.5")
+        auc, low, high, n_pres = board.test_auc(species)
+        st.caption(f"test AUC {auc:.3f} with all groups (95 % interval {low:.3f}-{high:.3f}, "
+                   f"{n_pres} test presences); the bars share the gain over 0.5")
         tables.append(pd.DataFrame({"kind": "global (AUC x100)", "lon": np.nan, "lat": np.nan,
                                     "player": glob.players, "value": glob.values}))
         d3.download_button("Shapley CSV", pd.concat(tables).to_csv(index=False), f"{name}_shapley.csv",

@@ -29,7 +29,7 @@ from masksdm.errors import DataError
 from masksdm.explain.core import ShapleyResult, coalition_matrix, exact_shapley
 from masksdm.explain.games import local_shapley, resolve_players
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
-from masksdm.metrics import roc_auc
+from masksdm.metrics import auc_interval, roc_auc
 from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint, split_arrays
 from masksdm.model.network import Network
 from masksdm.workspace import Workspace
@@ -344,6 +344,16 @@ class Dashboard:
             return np.array([100 * roc_auc(scores[:, None], labels[:, i : i + 1])[0] for scores in logits.cpu()])
 
         return exact_shapley(game, players)
+
+    @torch.inference_mode()
+    def test_auc(self, species: str) -> tuple[float, float, float, int]:
+        """This species' test AUC with all groups, its DeLong 95 % interval, and its test presences."""
+        players, coalitions, pooled, labels = self._test_coalitions()
+        i = self._species_index[species]
+        full = next(k for k, c in enumerate(coalitions) if c.all())
+        logits = self.model.head_logits(pooled[[full]], torch.tensor([i], device=self.device))[0, :, 0]
+        auc, low, high = auc_interval(logits.cpu().numpy()[:, None], labels[:, i : i + 1])
+        return float(auc[0]), float(low[0]), float(high[0]), int(labels[:, i].sum())
 
     @torch.inference_mode()
     def response(self, species: str, predictor: str, *, mode: str = "alone", n: int = 60) -> pd.DataFrame:

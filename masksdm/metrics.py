@@ -2,6 +2,10 @@
 
 ``scores`` and ``labels`` are (N, S) arrays: N sites, S species. Species without both a presence
 and an absence among the N sites have no AUC/TSS (NaN) and are left out of means.
+
+Presence-only data (records and background points, :mod:`masksdm.data.background`) add a
+``background`` (N,) bool marking the background rows: :func:`background_auc` scores each
+species' presences against the background, :func:`boyce_indices` gives the continuous Boyce index.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import pandas as pd
 import torch
 
 __all__ = [
-    "MIN_CLASS", "auc_interval", "brier_score", "evaluable_species", "max_tss", "mean_auc", "mean_interval",
-    "reliability_curve", "roc_auc", "scorable_species", "tss_at",
+    "MIN_CLASS", "auc_interval", "background_auc", "boyce_index", "boyce_indices", "brier_score",
+    "evaluable_species", "max_tss", "mean_auc", "mean_interval", "reliability_curve", "roc_auc",
+    "scorable_species", "tss_at",
 ]
 
 
@@ -258,3 +263,196 @@ def reliability_curve(prob: np.ndarray, labels: np.ndarray, *, bins: int = 10) -
             "observed": np.bincount(index, weights=y.astype(np.float64), minlength=bins) / n, "n": n,
         })
     return frame[frame["n"] > 0].reset_index(drop=True)
+
+
+def _as_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A NumPy view of an array or (any device's) tensor."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _as_tensor(values: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """A tensor of an array or tensor; read-only arrays (e.g. from Arrow) are copied, as torch
+    cannot wrap them without a warning."""
+    if isinstance(values, torch.Tensor):
+        return values if device is None else values.to(device)
+    array = np.asarray(values)
+    return torch.as_tensor(array if array.flags.writeable else array.copy(), device=device)
+
+
+def background_auc(
+    scores: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    background: np.ndarray | torch.Tensor | None,
+    *,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """Per-species AUC of presences against background points (presence-only data), (S,).
+
+    Species ``s`` is scored on its presences (rows with ``labels[:, s]`` that are not background)
+    against every background row; the presences of other species (target-group sites) are left
+    out, as they are neither. This is the AUC MaxEnt reports (Phillips, Anderson & Schapire 2006,
+    Ecol Model 190:231): the chance that a presence scores above a random background point, ties
+    counting 1/2. The background scores of each species are sorted once and each presence placed
+    among them by binary search (:func:`torch.searchsorted`), on the device of ``scores`` for
+    tensors, ``chunk`` species at a time.
+
+    Args:
+        scores: (N, S) scores (any monotone scale: logits or probabilities).
+        labels: (N, S) presences; ignored on background rows.
+        background: (N,) bool, True on background rows (None: no background row).
+
+    Returns:
+        (S,) float64; NaN for a species without a presence, or when no row is background.
+
+    >>> s = np.array([[0.9], [0.5], [0.7], [0.5], [0.1], [0.8]])
+    >>> y = np.array([[1], [1], [0], [0], [0], [0]])
+    >>> background_auc(s, y, np.array([0, 0, 0, 1, 1, 1], dtype=bool))  # row 2 is left out
+    array([0.75])
+    """
+    scores_t = _as_tensor(scores)
+    if scores_t.dtype not in (torch.float32, torch.float64):
+        scores_t = scores_t.float()
+    device = scores_t.device
+    labels_t = _as_tensor(labels, device).bool()
+    n, n_species = scores_t.shape
+    if background is None:
+        return np.full(n_species, np.nan)
+    bg = _as_tensor(background, device).bool().ravel()
+    if labels_t.shape != scores_t.shape or bg.shape != (n,):
+        raise ValueError(
+            f"scores {tuple(scores_t.shape)}, labels {tuple(labels_t.shape)} and background "
+            f"{tuple(bg.shape)} must be (N, S), (N, S) and (N,)"
+        )
+    out = np.full(n_species, np.nan)
+    n_bg = int(bg.sum())
+    if n_bg == 0 or n_species == 0:
+        return out
+    presences = labels_t & ~bg[:, None]
+    background_scores = scores_t[bg]  # (n_bg, S)
+    for c in range(0, n_species, chunk):
+        sorted_bg = _sorted_rows(background_scores[:, c : c + chunk].T.contiguous())  # (C, n_bg)
+        s = scores_t[:, c : c + chunk].T  # (C, N)
+        y = presences[:, c : c + chunk].T
+        n_pos = y.sum(dim=1)
+        rows, cols = y.nonzero(as_tuple=True)  # row-major: grouped by species
+        start = torch.cumsum(n_pos, 0) - n_pos
+        width = max(int(n_pos.max()), 1)
+        queries = torch.full((len(s), width), float("inf"), dtype=s.dtype, device=device)
+        queries[rows, torch.arange(len(rows), device=device) - start[rows]] = s[rows, cols]
+        below = torch.searchsorted(sorted_bg, queries, side="left")
+        at_or_below = torch.searchsorted(sorted_bg, queries, side="right")
+        used = torch.arange(width, device=device)[None, :] < n_pos[:, None]
+        placement = torch.where(used, (below + at_or_below).to(torch.float64) / 2, 0.0)  # ties 1/2
+        auc = placement.sum(dim=1) / (n_pos.to(torch.float64) * n_bg)
+        out[c : c + chunk] = torch.where(n_pos > 0, auc, torch.nan).cpu().numpy()
+    return out
+
+
+def _boyce_windows(low: float, high: float, windows: int, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of ``windows`` moving windows of width ``width * (high - low)``
+    whose centres run evenly from ``low + w / 2`` to ``high - w / 2``."""
+    w = width * (high - low)
+    lower = low + np.arange(windows) * ((high - low - w) / (windows - 1))
+    upper = lower + w
+    upper[-1] = high  # rounding must not drop the top score from the last window
+    return lower, upper
+
+
+def boyce_index(
+    presence_scores: np.ndarray | torch.Tensor,
+    background_scores: np.ndarray | torch.Tensor,
+    *,
+    windows: int = 100,
+    width: float = 0.1,
+) -> float:
+    """Continuous Boyce index of one species (Hirzel et al. 2006, Ecol Model 199:142).
+
+    Over the range [min, max] of the presence and background scores together, ``windows`` moving
+    windows of width ``w = width * (max - min)`` with centres evenly spaced from ``min + w/2`` to
+    ``max - w/2`` (closed intervals). In each window the predicted-to-expected ratio is
+    ``F = (share of presences in it) / (share of background points in it)``; windows without a
+    background point (F undefined) are dropped. The index is the Spearman rank correlation of F
+    with the window centres: near 1 when presences are ever more frequent than the background as
+    the score rises, near 0 for a random model, negative for one worse than random.
+
+    NOTE[DIFF]: as ecospat's ``ecospat.boyce`` in windows and ratios, except that the window width
+    is a share of the range of both score sets (ecospat: of the background's), that windows with
+    presences but no background are dropped (ecospat keeps F = Inf), and that repeated successive
+    F values are kept (ecospat drops them by default, ``rm.duplicate = TRUE``).
+
+    Args:
+        presence_scores: scores at the presences (non-finite ones are ignored).
+        background_scores: scores at the background points (non-finite ones are ignored).
+        windows: number of moving windows (at least 3).
+        width: window width as a share of the score range, in (0, 1].
+
+    Returns:
+        The index in [-1, 1]; NaN with fewer than 2 presences, no background point, fewer than 3
+        windows holding background points, or the same F in every window.
+
+    >>> rng = np.random.default_rng(0)
+    >>> round(boyce_index(rng.beta(4, 1, 500), rng.uniform(0, 1, 2000)), 2) > 0.9
+    True
+    """
+    if int(windows) != windows or windows < 3:
+        raise ValueError(f"windows must be an integer >= 3, got {windows=}")
+    if not 0 < width <= 1:
+        raise ValueError(f"width must be a share of the score range in (0, 1], got {width=}")
+    pres = np.asarray(_as_numpy(presence_scores), dtype=np.float64).ravel()
+    back = np.asarray(_as_numpy(background_scores), dtype=np.float64).ravel()
+    pres, back = np.sort(pres[np.isfinite(pres)]), np.sort(back[np.isfinite(back)])
+    if len(pres) < 2 or len(back) == 0:
+        return float("nan")
+    low, high = min(pres[0], back[0]), max(pres[-1], back[-1])
+    if not high > low:
+        return float("nan")
+    lower, upper = _boyce_windows(float(low), float(high), int(windows), width)
+
+    def counts(sorted_values: np.ndarray) -> np.ndarray:  # values in each [lower, upper]
+        return np.searchsorted(sorted_values, upper, side="right") - np.searchsorted(sorted_values, lower, side="left")
+
+    n_back = counts(back)
+    defined = n_back > 0
+    if defined.sum() < 3:
+        return float("nan")
+    ratio = (counts(pres)[defined] / len(pres)) / (n_back[defined] / len(back))
+    if np.all(ratio == ratio[0]):  # Spearman is undefined for a constant F
+        return float("nan")
+    from scipy.stats import spearmanr
+
+    centres = (lower + upper)[defined] / 2
+    return float(spearmanr(centres, ratio).statistic)
+
+
+def boyce_indices(
+    scores: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    background: np.ndarray | torch.Tensor,
+    *,
+    windows: int = 100,
+    width: float = 0.1,
+) -> np.ndarray:
+    """:func:`boyce_index` of every species, (S,): its presences (``labels`` on rows that are not
+    background) against the background rows; NaN where the index is undefined.
+
+    >>> rng = np.random.default_rng(0)
+    >>> s = np.r_[rng.beta(4, 1, 300), rng.uniform(0, 1, 1000)][:, None]
+    >>> bg = np.r_[np.zeros(300, bool), np.ones(1000, bool)]
+    >>> bool(boyce_indices(s, ~bg[:, None], bg)[0] > 0.9)
+    True
+    """
+    s = np.asarray(_as_numpy(scores), dtype=np.float64)
+    y = _as_numpy(labels).astype(bool)
+    bg = _as_numpy(background).astype(bool).ravel()
+    if y.shape != s.shape or bg.shape != (s.shape[0],):
+        raise ValueError(
+            f"scores {s.shape}, labels {y.shape} and background {bg.shape} must be (N, S), (N, S) and (N,)"
+        )
+    presences = y & ~bg[:, None]
+    back = s[bg]
+    return np.array(
+        [boyce_index(s[presences[:, j], j], back[:, j], windows=windows, width=width) for j in range(s.shape[1])],
+        dtype=np.float64,
+    )

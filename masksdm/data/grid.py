@@ -202,7 +202,7 @@ class RasterStack:
             f"{abs(self.transform.e):.6g} (from '{self.template.name}')"
         )
 
-    def _on_grid(self, src: Any) -> bool:
+    def on_grid(self, src: Any) -> bool:
         """Same CRS and the grid corners agree to 1/1000 pixel."""
         if (src.width, src.height) != (self.width, self.height) or src.crs != self.crs:
             return False
@@ -218,7 +218,7 @@ class RasterStack:
             _require_crs(src, path)
             bands = predictor_bands(src, path, name)
             vrt = None
-            if not self._on_grid(src):
+            if not self.on_grid(src):
                 if len(bands) == 1 and src.count > 1:
                     # GDAL's warper ignores per-band nodata of a multiband source: warp a
                     # one-band view of the predictor's band (it keeps nodata, scale and offset)
@@ -306,6 +306,47 @@ class RasterStack:
         bad = ~(np.isfinite(lon) & np.isfinite(lat))
         lon[bad] = lat[bad] = np.nan
         return lon, lat
+
+    def cell_index(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """The template cell holding each WGS84 point: int64 ``row * width + col``, -1 for a point
+        outside the grid (or one the grid's CRS cannot hold)."""
+        x = np.asarray(lon, dtype=np.float64).ravel()
+        y = np.asarray(lat, dtype=np.float64).ravel()
+        crs = CRS.from_user_input(self.crs)
+        if crs != _WGS84:
+            x, y = Transformer.from_crs(_WGS84, crs, always_xy=True).transform(x, y, errcheck=False)
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        elif self.transform.c >= 0 and self.transform.c + self.width * self.transform.a > 180:
+            x = np.mod(x, 360.0)  # a 0..360 grid
+        col, row = apply_transform(~self.transform, x, y)
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        cell = np.full(len(x), -1, dtype=np.int64)
+        cell[inside] = np.floor(row[inside]).astype(np.int64) * self.width + np.floor(col[inside]).astype(np.int64)
+        return cell
+
+    def cell_lonlat(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 longitude and latitude of the centres of ``cells`` (``row * width + col``)."""
+        cells = np.asarray(cells, dtype=np.int64).ravel()
+        row, col = np.divmod(cells, self.width)
+        x, y = apply_transform(self.transform, col + 0.5, row + 0.5)
+        if self._to_wgs84 is not None:
+            x, y = self._to_wgs84.transform(x, y, errcheck=False)
+        lon, lat = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
+        lon[lon > 180.0] -= 360.0
+        return lon, lat
+
+    def valid_cells(self, names: Sequence[str] | None = None, *, block_rows: int = _BLOCK) -> np.ndarray:
+        """(height * width,) bool, row-major: the cells where every predictor in ``names``
+        (default: every raster of the stack) has a value, read strip by strip."""
+        names = [n for n in (self.names if names is None else names) if n not in COMPUTED_PREDICTORS]
+        valid = np.ones(self.height * self.width, dtype=bool)
+        for window in self.windows(block_rows):
+            start = int(window.row_off) * self.width
+            stop = start + int(window.height) * self.width
+            if names:
+                valid[start:stop] = np.isfinite(self.read(names, window)).all(axis=1)
+        return valid
 
     @property
     def widths(self) -> dict[str, int]:

@@ -63,7 +63,7 @@ from masksdm.data.plotdata import (
 )
 from masksdm.errors import DataError
 
-__all__ = ["LAYOUTS", "load_presence_table", "read_table"]
+__all__ = ["LAYOUTS", "load_presence_table", "read_table", "sniff_separator"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _header_line(path: Path) -> str:
     raise DataError(f"'{path}' is empty: it must have a header row and at least one plot")
 
 
-def _sniff_separator(first: str) -> str:
+def sniff_separator(first: str) -> str:
     """Tab, semicolon or comma, whichever the header line uses (tab first)."""
     for sep in ("\t", ";", ","):
         if sep in first:
@@ -159,7 +159,7 @@ def read_table(
         )
     first = _header_line(path)
     if sep is None:
-        sep = _SEPARATORS[suffix] if suffix in _SEPARATORS else _sniff_separator(first)
+        sep = _SEPARATORS[suffix] if suffix in _SEPARATORS else sniff_separator(first)
     try:
         frame = pd.read_csv(
             path,

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from masksdm.model.training import train
     from masksdm.satellite import embed_cells, embed_plots
     from masksdm.sim.simulate import simulate_world
-    from masksdm.workspace import Workspace, prepare_workspace
+    from masksdm.workspace import Workspace, prepare_occurrences, prepare_workspace
 
 #: Public name -> the module that defines it.
 _API = {
@@ -59,6 +59,7 @@ _API = {
     "simulate_world": "masksdm.sim.simulate",
     "Workspace": "masksdm.workspace",
     "prepare_workspace": "masksdm.workspace",
+    "prepare_occurrences": "masksdm.workspace",
     "embed_plots": "masksdm.satellite",
     "embed_cells": "masksdm.satellite",
     # the model
@@ -110,6 +111,7 @@ __all__ = [
     "open_demo",
     "predict_maps",
     "predict_proba",
+    "prepare_occurrences",
     "prepare_workspace",
     "preset",
     "run_demo",

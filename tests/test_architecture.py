@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("masksdm._version", "masksdm.errors"),
     ("masksdm._io", "masksdm.metrics"),
-    ("masksdm.data",),
+    ("masksdm.data", "masksdm.scoring"),
     ("masksdm.workspace", "masksdm.sim"),
     ("masksdm.model",),
     ("masksdm.evaluation", "masksdm.maps", "masksdm.satellite", "masksdm.plots"),

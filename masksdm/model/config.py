@@ -165,7 +165,11 @@ class TrainConfig:
         warmup_steps: linear learning-rate warm-up steps.
         schedule: learning rate after warm-up: ``"constant"`` or ``"cosine"`` (decays to 0 at the
             last epoch).
-        loss: ``"weighted"`` (class-balanced loss of Zbinden et al. 2024) or ``"bce"``.
+        loss: ``"weighted"`` (class-balanced loss of Zbinden et al. 2024; on presence-only data,
+            whose rows include background points, its full weighted form) or ``"bce"``.
+        target_group_weight: presence-only data only: lambda_2 of the full weighted loss, the
+            weight of the target-group pseudo-absences (other species' record sites); the random
+            background points get 1 - lambda_2 (Zbinden et al. 2024 use 0.8).
         masking: ``"random"`` (MaskSDM: keep each predictor with p ~ U(0, 1) per batch) or
             ``"none"`` (baseline: NaN mean-imputed, nothing masked).
         group_masking: share of training batches masked by whole predictor groups (each group kept
@@ -200,6 +204,7 @@ class TrainConfig:
     warmup_steps: int = _field(1000, "[0, inf)")
     schedule: str = _field("constant", choices=("constant", "cosine"))
     loss: str = _field("weighted", choices=("weighted", "bce"))
+    target_group_weight: float = _field(0.8, "[0, 1]")
     masking: str = _field("random", choices=("random", "none"))
     group_masking: float = _field(0.0, "[0, 1]")
     use: tuple[str, ...] = field(default_factory=tuple)

@@ -1,12 +1,25 @@
-"""Multi-species presence/absence losses.
+"""Multi-species presence/absence and presence-only losses.
 
 The default is the class-balanced loss of Zbinden et al. (2024, "On the selection and effectiveness
-of pseudo-absences for species distribution modeling with deep learning", Ecological Informatics),
-as used by MaskSDM: with N training plots and n_s presences of species s,
+of pseudo-absences for species distribution modeling with deep learning", Ecological Informatics
+81:102623), as used by MaskSDM: with N training plots and n_s presences of species s,
 
     w_s = N / n_s,     L = mean[ w_s * y * -log(p) ] + mean[ w_s / (w_s - 1) * (1 - y) * -log(1 - p) ]
 
 so presences are weighted by one over prevalence and absences by one over (1 - prevalence).
+
+On presence-only data the training rows are record sites (each species recorded there is a
+presence, every other species a *target-group pseudo-absence*) and random background points. The
+same paper's **full weighted loss** then adds the background, with lambda_2 sharing the absence
+term between the two kinds of pseudo-absence (lambda_1 = 1, w_s from the sites only):
+
+    L = mean_sites[ w_s * y * -log(p) ] + lambda_2 * mean_sites[ w_s / (w_s - 1) * (1 - y) * -log(1 - p) ]
+        + (1 - lambda_2) * mean_background[ -log(1 - p) ]
+
+With no background row it is the loss above scaled on its absence term by lambda_2. A species
+recorded at every site has no target-group pseudo-absence, so its lambda_2 is 0 and the background
+takes its whole absence term (one species with random background: balanced presences against
+background).
 NOTE[DIFF]: computed from logits with softplus (-log(sigmoid(z)) = softplus(-z)) instead of
 log(sigmoid(z) + 1e-5), which is exact and stable for large |z|.
 """
@@ -17,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["WeightedLoss", "make_loss"]
+__all__ = ["FullWeightedLoss", "WeightedLoss", "make_loss"]
 
 
 class WeightedLoss(nn.Module):
-    """Class-balanced BCE over all species. ``logits`` and ``targets`` are (B, S)."""
+    """Class-balanced BCE over all species. ``logits`` and ``targets`` are (B, S); ``background``
+    is accepted for a common call and must be None or all False."""
 
     pos_weight: Tensor
     neg_weight: Tensor
@@ -32,22 +46,60 @@ class WeightedLoss(nn.Module):
         self.register_buffer("pos_weight", n_plots / (n_pos + 1e-5))
         self.register_buffer("neg_weight", n_plots / (n_plots - n_pos + 1e-5))
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def terms(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """The presence and the absence term, each a mean over (rows, species)."""
         logits = logits.float()
         targets = targets.to(logits.dtype)
         pos = self.pos_weight * targets * F.softplus(-logits)
         neg = self.neg_weight * (1 - targets) * F.softplus(logits)
-        return pos.mean() + neg.mean()
+        return pos.mean(), neg.mean()
+
+    def forward(self, logits: Tensor, targets: Tensor, background: Tensor | None = None) -> Tensor:
+        pos, neg = self.terms(logits, targets)
+        return pos + neg
+
+
+class FullWeightedLoss(WeightedLoss):
+    """The full weighted presence-only loss (module docstring): weights from the record sites'
+    presences, ``background`` (B,) bool marking the random background rows of a batch."""
+
+    lambda_2: Tensor
+
+    def __init__(self, n_presences: Tensor, n_sites: int, target_group_weight: float = 0.8) -> None:
+        super().__init__(n_presences, n_sites)
+        has_target_group = n_presences.to(torch.float32) < n_sites  # some site without the species
+        self.register_buffer("lambda_2", has_target_group.to(torch.float32) * float(target_group_weight))
+
+    def forward(self, logits: Tensor, targets: Tensor, background: Tensor | None = None) -> Tensor:
+        if background is None:
+            background = torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+        sites, bg = ~background, background
+        loss = logits.new_zeros((), dtype=torch.float32)
+        if sites.any():
+            z, y = logits[sites].float(), targets[sites].to(torch.float32)
+            pos = self.pos_weight * y * F.softplus(-z)
+            neg = self.lambda_2 * self.neg_weight * (1 - y) * F.softplus(z)
+            loss = loss + pos.mean() + neg.mean()
+        if bg.any():
+            loss = loss + ((1 - self.lambda_2) * F.softplus(logits[bg].float())).mean()
+        return loss
 
 
 class _BCE(nn.Module):
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, background: Tensor | None = None) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
 
 
-def make_loss(name: str, y_train: Tensor) -> nn.Module:
-    """Loss by name (``"weighted"`` or ``"bce"``), with weights from the training labels (N, S)."""
+def make_loss(name: str, y_train: Tensor, background: Tensor | None = None, *, target_group_weight: float = 0.8) -> nn.Module:
+    """Loss by name (``"weighted"`` or ``"bce"``), with weights from the training labels (N, S).
+
+    With ``background`` (N,) bool holding any True (presence-only rows), ``"weighted"`` is the
+    full weighted loss, its weights counted over the record sites only.
+    """
     if name == "weighted":
+        if background is not None and bool(background.any()):
+            sites = y_train[~background]
+            return FullWeightedLoss(sites.sum(dim=0), sites.shape[0], target_group_weight)
         return WeightedLoss(y_train.sum(dim=0), y_train.shape[0])
     if name == "bce":
         return _BCE()

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.data.predictors import UNGROUPED, Predictor, input_widths
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
-from masksdm.metrics import MIN_CLASS, max_tss, mean_auc, roc_auc, scorable_species
+from masksdm.metrics import MIN_CLASS, background_auc, mean_auc
 from masksdm.model.checkpoint import (
     CARD,
     ModelCard,
@@ -53,6 +53,7 @@ from masksdm.model.inference import (
 )
 from masksdm.model.losses import make_loss
 from masksdm.model.network import MaskSDMEnsemble
+from masksdm.scoring import is_presence_only, max_tss_thresholds, scorable
 from masksdm.workspace import Workspace
 
 __all__ = ["TrainResult", "ensure_trained", "train", "train_arrays"]
@@ -196,17 +197,21 @@ def train(
     train_arr, val_arr = ws.arrays("train"), ws.arrays("val")
     if len(train_arr["x"]) == 0 or len(val_arr["x"]) == 0:
         raise DataError("the training or validation split is empty: rebuild the workspace with other split fractions")
-    if not np.isfinite(roc_auc(np.zeros(val_arr["y"].shape), val_arr["y"])).any():
-        raise DataError(
-            "no species has both presences and absences in the validation split: use more plots, a "
-            "larger --val-fraction or a smaller --block-size"
-        )
     return train_arrays(
         train_arr["x"], train_arr["y"], val_arr["x"], val_arr["y"],
         predictors=ws.predictors, species=ws.species_names, normalisation=ws.normalisation,
         run_dir=run_dir, config=config, resume=resume, force=force, progress=progress,
-        data=training_plots(ws),
+        data=training_plots(ws), train_background=train_arr["background"], val_background=val_arr["background"],
     )
+
+
+def _check_background(background: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    if background is None:
+        return np.zeros(n, dtype=bool)
+    background = np.asarray(background)
+    if background.shape != (n,) or not np.isin(background, (0, 1)).all():
+        raise DataError(f"{name}_background must be (rows of {name}_x,) = ({n},) bool, got shape {background.shape}")
+    return background.astype(bool)
 
 
 def _check_arrays(
@@ -242,6 +247,8 @@ def train_arrays(
     force: bool = False,
     progress: bool = True,
     data: Mapping[str, Any] | None = None,
+    train_background: np.ndarray | None = None,
+    val_background: np.ndarray | None = None,
 ) -> TrainResult:
     """Train MaskSDM (or the unmasked baseline) from arrays; :func:`train` reads them from a workspace.
 
@@ -259,19 +266,26 @@ def train_arrays(
         run_dir, config, resume, force, progress: as :func:`train`.
         data: what the rows are, recorded in the card (:attr:`ModelCard.data`); :func:`train`
             gives the digests of the workspace's training and validation plots.
+        train_background, val_background: presence-only data: (N,) and (M,) bool marking the
+            random background rows. Training then uses the full weighted loss
+            (:class:`~masksdm.model.losses.FullWeightedLoss`), and validation scores each species'
+            presences against the validation background (:mod:`masksdm.scoring`).
     """
     run_dir = Path(run_dir)
     predictors, species = list(predictors), [str(s) for s in species]
     n_columns = int(input_widths(predictors).sum())
     train_x, train_y = _check_arrays(train_x, train_y, "train", n_columns, len(species))
     val_x, val_y = _check_arrays(val_x, val_y, "val", n_columns, len(species))
+    train_bg = _check_background(train_background, len(train_x), "train")
+    val_bg = _check_background(val_background, len(val_x), "val")
     missing = [p.name for p in predictors if not p.is_embedding and p.name not in normalisation]
     if missing:
         raise DataError(f"normalisation has no mean and std for predictors {missing}: give them for every tabular predictor")
-    if not np.isfinite(roc_auc(np.zeros(val_y.shape), val_y)).any():
+    if not scorable(val_y, val_bg, 1).any():
+        what = "presences and background points" if is_presence_only(val_bg) else "both presences and absences"
         raise DataError(
-            "no species has both presences and absences in the validation rows: give more validation "
-            "rows or species observed at more of them"
+            f"no species has {what} in the validation rows: give more validation rows (a larger "
+            "--val-fraction or a smaller --block-size) or species observed at more of them"
         )
     _prepare_run_dir(run_dir, resume=resume, force=force)
     if config is not None:
@@ -316,7 +330,8 @@ def train_arrays(
     group_names = masking_groups(predictors)  # ungrouped table columns each their own unit
     group_of = torch.tensor([group_names.index(g) for g in _masking_group_of(predictors)], device=device)
     model = build_model(card).to(device)
-    loss_fn = make_loss(tc.loss, y_train).to(device)
+    bg_train = torch.from_numpy(train_bg).to(device)
+    loss_fn = make_loss(tc.loss, y_train, bg_train, target_group_weight=tc.target_group_weight).to(device)
     # masked tokens collapsed into one: exact without dropout, so that is the default
     collapse = tc.collapse == "on" or (tc.collapse == "auto" and config.model.dropout == 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -324,9 +339,9 @@ def train_arrays(
     n_batches = math.ceil(n / tc.batch_size)
     epochs, patience, warmup_steps = step_plan(tc, n_batches)
     select_last = tc.select == "last"
-    scored = scorable_species(val_y)  # epochs are never chosen on a species with a handful of validation plots
+    scored = scorable(val_y, val_bg)  # epochs are never chosen on a species with a handful of validation plots
     if not scored.any():
-        scored = np.isfinite(roc_auc(np.zeros(val_y.shape), val_y))
+        scored = scorable(val_y, val_bg, 1)
         if not select_last:
             log.warning(
                 "no species has %d presences and %d absences among the %d validation plots: epochs are not "
@@ -338,6 +353,14 @@ def train_arrays(
         patience = 0
     y_val_scored_index = torch.from_numpy(np.flatnonzero(scored)).to(device)
     y_val_scored = y_val[:, y_val_scored_index]
+    bg_val = torch.from_numpy(val_bg).to(device) if is_presence_only(val_bg) else None
+
+    def val_mean_auc(logits: torch.Tensor) -> float:
+        if bg_val is None:
+            return mean_auc(logits, y_val_scored)
+        auc = background_auc(logits, y_val_scored, bg_val)
+        return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, warmup_steps, epochs * n_batches, tc.schedule)
     )
@@ -362,15 +385,15 @@ def train_arrays(
         total = torch.zeros((), device=device)
         for b in range(n_batches):
             idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
+            xb, yb, bgb = x_train[idx], y_train[idx], bg_train[idx]
             keep = None
             if tc.masking == "random":
                 keep = _draw_keep(xb.shape[0], group_of, len(group_names), tc.group_masking, generator)
             with autocast(device, tc.precision):
                 if isinstance(model, MaskSDMEnsemble):  # each member by its own loss
-                    loss = sum(loss_fn(z, yb) for z in model.member_logits(xb, keep, collapse=collapse))
+                    loss = sum(loss_fn(z, yb, bgb) for z in model.member_logits(xb, keep, collapse=collapse))
                 else:
-                    loss = loss_fn(model(xb, keep, collapse=collapse), yb)
+                    loss = loss_fn(model(xb, keep, collapse=collapse), yb, bgb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -381,7 +404,7 @@ def train_arrays(
         val_logits = predict_logits_tensor(
             model, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision
         )
-        val_auc = mean_auc(val_logits[:, y_val_scored_index], y_val_scored)
+        val_auc = val_mean_auc(val_logits[:, y_val_scored_index])
         info["step"] += n_batches
         info["epoch"] = epoch + 1
         row = {
@@ -408,11 +431,11 @@ def train_arrays(
     best, card = load_checkpoint(run_dir, device=device)
     best_logits = predict_logits(best, x_val, keep_val, batch_size=tc.eval_batch_size, precision=tc.precision)
     val_prob = 1 / (1 + np.exp(-best_logits.astype(np.float64)))
-    tss, thresholds = max_tss(val_prob, val_y)
+    tss, thresholds = max_tss_thresholds(val_prob, val_y, val_bg)
     card.thresholds = [float(t) if np.isfinite(t) else None for t in thresholds]
     card.metrics = {
         "best_epoch": info["best_epoch"],
-        "val_mean_auc": mean_auc(best_logits[:, scored], val_y[:, scored]),
+        "val_mean_auc": val_mean_auc(torch.from_numpy(best_logits[:, scored]).to(device)),
         "val_mean_tss": float(np.nanmean(tss)),
         "epochs_run": info["epoch"],
         "stopped_early": stopped_early,

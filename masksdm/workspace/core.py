@@ -3,7 +3,8 @@
 Layout::
 
     workspace.json        what was prepared, from what, with which split settings
-    plots.parquet         one row per plot: plot_id, lon, lat, split, one column per predictor (raw units)
+    plots.parquet         one row per plot: plot_id, lon, lat, split, one column per predictor (raw
+                          units); presence-only workspaces also ``background`` (True for a background point)
     species.parquet       species_id, species, n_plots and per-split counts
     occurrences.parquet   one row per presence: plot_id, species_id
     predictors.json       name, group, source and unit of each predictor, in model input order
@@ -11,6 +12,10 @@ Layout::
     embeddings/<name>.*   optional embedding vectors per plot (.parquet) and per map cell (.tif),
                           e.g. SMARTIES satellite embeddings (see masksdm.data.embeddings)
     models/<run>/         trained models (see masksdm.model.checkpoint)
+    absence_records.parquet  presence-only workspaces: the records of absences, kept apart
+
+A presence-only workspace (:func:`~masksdm.workspace.occurrences.prepare_occurrences`) holds record sites (one per raster cell
+with records; the species recorded there are its presences) and background points as plots.
 
 Plots are split into train/validation/test by spatial blocks (default 1 degree), as in the MaskSDM
 paper, so that test plots are spatially separated from training plots.
@@ -54,9 +59,12 @@ from masksdm.data.splits import (
 from masksdm.errors import DataError, OutputExistsError
 from masksdm.metrics import MIN_CLASS
 
-__all__ = ["SPLITS", "Workspace", "prepare_workspace"]
+__all__ = ["BACKGROUND", "MAX_LEVELS", "SPLITS", "Workspace", "prepare_workspace"]
 
 log = logging.getLogger(__name__)
+
+#: The plots.parquet column that marks background points in a presence-only workspace.
+BACKGROUND = "background"
 
 _FILES = ("workspace.json", "plots.parquet", "species.parquet", "occurrences.parquet", "predictors.json", "normalisation.json")
 
@@ -132,6 +140,7 @@ def prepare_workspace(
     stratify: bool = True,
     force: bool = False,
     progress: bool = True,
+    meta: Mapping[str, object] | None = None,
 ) -> Workspace:
     """Build a workspace from plot data and raster predictors.
 
@@ -161,6 +170,7 @@ def prepare_workspace(
             allow (:func:`~masksdm.data.splits.stratified_blocks`); ``False`` deals them at random.
         force: overwrite an existing workspace.
         progress: show progress bars.
+        meta: more entries for ``workspace.json`` (e.g. how occurrence records were cleaned).
 
     Names that spell a catalogue predictor another way (table columns, raster names, ``groups``
     keys: ``bio3``, ``BIO_03``, ``wc2.1_10m_bio_3``) become the catalogue's name (``bio_3``),
@@ -234,8 +244,9 @@ def prepare_workspace(
                                              val_fraction=val_fraction, seed=seed, labels=labels)
         how = {"method": "spatial blocks", "test_fraction": test_fraction}
     how["stratified"] = stratify
-    info = [c for c in info if c != "split"]  # a column named split becomes the workspace's own split
+    info = [c for c in info if c not in ("split", BACKGROUND)]  # a column named split becomes the workspace's own split
     meta = {
+        **(meta or {}),
         "source": data.source,
         "split": {**how, "block_size": block_size, "val_fraction": val_fraction, "seed": seed},
         "rasters": {k: str(Path(v).resolve()) for k, v in rasters.items()},
@@ -307,8 +318,9 @@ def _write_workspace(
         species[f"n_{split}"] = np.bincount(ids, minlength=len(species)).astype(np.int64)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = list(meta.get("info_columns", []))
-    write_parquet(out_dir / "plots.parquet", plots[["plot_id", "lon", "lat", "split", *names, *info]])
+    info = [c for c in meta.get("info_columns", []) if c != BACKGROUND]
+    own = [BACKGROUND] if BACKGROUND in plots.columns else []  # presence-only: the background rows
+    write_parquet(out_dir / "plots.parquet", plots[["plot_id", "lon", "lat", "split", *own, *names, *info]])
     write_parquet(out_dir / "species.parquet", species)
     write_parquet(out_dir / "occurrences.parquet", occ.reset_index(drop=True))
     write_json(out_dir / "predictors.json", [p.to_dict() for p in predictors])
@@ -450,7 +462,7 @@ class Workspace:
             "plot_id": self.occurrences["plot_id"].to_numpy(),
             "species": self.species.set_index("species_id")["species"].loc[self.occurrences["species_id"]].to_numpy(),
         })
-        meta = {k: v for k, v in self.meta.items() if k in ("source", "rasters", "info_columns")}
+        meta = {k: v for k, v in self.meta.items() if k in ("source", "rasters", "info_columns", "presence_only")}
         meta["split"] = {"method": description, "parent": str(self.path.resolve())}
         if (self.path / EMBEDDINGS_DIR).is_dir():
             shutil.copytree(self.path / EMBEDDINGS_DIR, out_dir / EMBEDDINGS_DIR, dirs_exist_ok=True)
@@ -518,14 +530,29 @@ class Workspace:
         y[rows[inside], occ["species_id"].to_numpy()[inside]] = True
         return y
 
+    @property
+    def presence_only(self) -> bool:
+        """True for a workspace built from occurrence records: its rows are record sites and
+        background points (:meth:`background_mask`)."""
+        return BACKGROUND in self.plots.columns and bool(self.plots[BACKGROUND].any())
+
+    def background_mask(self, split: str | None = None) -> np.ndarray:
+        """(N,) bool of a split's rows: True for a background point (presence-only workspaces;
+        all False otherwise)."""
+        mask = self.split_mask(split)
+        if BACKGROUND not in self.plots.columns:
+            return np.zeros(int(mask.sum()), dtype=bool)
+        return self.plots.loc[mask, BACKGROUND].to_numpy(dtype=bool)
+
     def arrays(self, split: str | None = None) -> dict[str, np.ndarray]:
         """Model-ready arrays of a split: ``x`` (N, P) float32 normalised, ``y`` (N, S) bool,
-        ``plot_id``, ``lon``, ``lat`` (N,)."""
+        ``background`` (N,) bool (:meth:`background_mask`), ``plot_id``, ``lon``, ``lat`` (N,)."""
         mask = self.split_mask(split)
         plots = self.plots.loc[mask]
         return {
             "x": self.features(split),
             "y": self.labels(split),
+            "background": self.background_mask(split),
             "plot_id": plots["plot_id"].to_numpy(),
             "lon": plots["lon"].to_numpy(),
             "lat": plots["lat"].to_numpy(),

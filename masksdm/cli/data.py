@@ -25,8 +25,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from masksdm.data.rasters import find_rasters
     from masksdm.workspace import prepare_workspace
 
-    if bool(args.splotopen) == bool(args.table):
-        raise MaskSDMError("give exactly one source: --splotopen DIR or --table FILE")
+    if sum(map(bool, (args.splotopen, args.table, args.occurrences))) != 1:
+        raise MaskSDMError("give exactly one source: --splotopen DIR, --table FILE or --occurrences FILE")
+    if args.occurrences:
+        return _prepare_occurrences(args)
     if args.splotopen:
         from masksdm.data.splotopen import load_splotopen
 
@@ -55,6 +57,51 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     print("predictor groups (set them with --groups NAME=GROUP,...):")
     for group, names in predictor_groups(ws.predictors).items():
         print(f"  {group}: {', '.join(names)}")
+    print_split_report(ws, min_class=args.min_presences)
+    return 0
+
+
+def _prepare_occurrences(args: argparse.Namespace) -> int:
+    from masksdm.workspace import prepare_occurrences
+
+    if not args.rasters:
+        raise MaskSDMError("--occurrences needs --rasters: the predictors, and the grid that records are cleaned, "
+                           "thinned and background points drawn on")
+    if args.split_column or args.test_where:
+        raise MaskSDMError("--split-column and --test-where take a plot table: occurrence records are split by "
+                           "spatial blocks (--block-size)")
+    centroids = None
+    if args.centroids:
+        from masksdm.data.tables import read_table
+
+        centroids = read_table(args.centroids)
+        if not {"lon", "lat"} <= set(centroids.columns):
+            raise MaskSDMError(f"--centroids '{args.centroids}' needs columns lon and lat (WGS84 degrees), "
+                               f"it has {list(centroids.columns)}")
+    ws = prepare_occurrences(
+        args.occurrences, args.workspace, rasters=args.rasters, background=args.background,
+        background_method=args.background_method, bias=args.bias_raster, buffer_km=args.buffer_km,
+        max_uncertainty_m=args.max_uncertainty or None, centroids=centroids, min_records=args.min_records,
+        species_column=None if args.species_column == "species" else args.species_column,
+        lon_column=None if args.lon_column == "lon" else args.lon_column,
+        lat_column=None if args.lat_column == "lat" else args.lat_column, sep=args.sep, groups=_groups(args),
+        block_size=args.block_size, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
+        seed=args.seed, stratify=not args.no_stratify, force=args.force, progress=not args.quiet,
+    )
+    po = ws.meta["presence_only"]
+    print(f"{po['records']} records read; each removed by the first check it fails:")
+    for flag, n in po["cleaning"].items():
+        if n or flag == "kept":
+            print(f"  {flag:<40} {n:>8}")
+    bg = po["background"]
+    split = ws.meta["split"]
+    buffers = f", {bg['buffer_km']} km buffers" if bg["buffer_km"] else ""
+    print(f"workspace {ws.path}: {po['sites']} record sites (raster cells), {bg['n']} background points "
+          f"({bg['method']}{buffers}), "
+          f"{ws.meta['n_species']} species, {ws.meta['n_predictors']} predictors; "
+          f"train/val/test = {split['n_train']}/{split['n_val']}/{split['n_test']}")
+    if po["absence_records"]:
+        print(f"{po['absence_records']} absence records kept apart in absence_records.parquet")
     print_split_report(ws, min_class=args.min_presences)
     return 0
 
@@ -188,10 +235,27 @@ def add_simulate(sub) -> None:
 
 def add_prepare(sub) -> None:
     """The ``prepare`` command."""
-    p = sub.add_parser("prepare", help="build a workspace from plots (sPlotOpen or any table) and rasters")
+    p = sub.add_parser("prepare", help="build a workspace from plots (sPlotOpen or any table) or occurrence "
+                       "records (GBIF) and rasters")
     p.add_argument("--workspace", type=Path, required=True, help="workspace folder to create")
     p.add_argument("--splotopen", type=Path, help="folder with sPlotOpen_header*.txt and sPlotOpen_DT*.txt")
     p.add_argument("--table", type=Path, help="presence/absence table (CSV, TSV or Parquet)")
+    p.add_argument("--occurrences", type=Path, help="presence-only records: a GBIF download (Darwin Core Archive "
+                   ".zip or simple CSV) or any CSV of species and coordinates (with --rasters)")
+    p.add_argument("--background", type=int, default=10_000, help="--occurrences: background points (10000)")
+    p.add_argument("--background-method", choices=["uniform", "target-group", "bias"], default="uniform",
+                   help="--occurrences: background uniform over valid cells, at the cells of all records "
+                   "(target-group), or weighted by --bias-raster")
+    p.add_argument("--bias-raster", type=Path, help="--occurrences: a raster on the rasters' grid weighing the "
+                   "background draw (e.g. sampling effort)")
+    p.add_argument("--buffer-km", type=float, default=0.0, help="--occurrences: no background point within this "
+                   "distance of a record (0: none)")
+    p.add_argument("--max-uncertainty", type=float, default=10_000.0, help="--occurrences: drop records whose "
+                   "coordinate uncertainty exceeds this many metres (10000; 0: keep all)")
+    p.add_argument("--centroids", type=Path, help="--occurrences: a table (lon, lat) of country centroids and "
+                   "capitals; records within 1 km of one are dropped")
+    p.add_argument("--min-records", type=int, default=10, help="--occurrences: keep species with at least this "
+                   "many records after cleaning (10)")
     p.add_argument("--layout", choices=["long", "wide"], default="long",
                    help="long: one row per (plot, species); wide: one column per species")
     p.add_argument("--sep", help="field separator of a text --table, e.g. ';' or tab (default: from the extension; "

@@ -89,10 +89,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, card, ws, split=args.split, subsets=_subsets_from_args(args, card),
                       min_class=args.min_presences, keep_thin=args.keep_thin)
     print_table(result.summary)
-    print(f"(auc_low, auc_high: {result.level:.0%} interval of the mean over species; brier: mean Brier score)")
+    if ws.presence_only:
+        print(f"(presence-only data: AUC of presences against background points; auc_low, auc_high: "
+              f"{result.level:.0%} interval of the mean over species; boyce: mean continuous Boyce index)")
+    else:
+        print(f"(auc_low, auc_high: {result.level:.0%} interval of the mean over species; brier: mean Brier score)")
     _print_thin(result.per_species, args.min_presences, args.keep_thin)
     write_text(summary_path, result.summary.to_csv(index=False))
     write_parquet(species_path, result.per_species)
+    if result.reliability is None:  # presence-only: no absences to calibrate against
+        print(f"\nwritten to {summary_path.parent}")
+        return 0
     write_parquet(curve_path, result.reliability)
     _reliability_figure(result.reliability, figure_path, f"{args.run}, {args.split} plots")
     print(f"\nwritten to {summary_path.parent} (reliability curves: {figure_path.name})")

@@ -40,17 +40,9 @@ from masksdm.errors import CheckpointError, DataError
 from masksdm.evaluation.imputation import Imputer, make_imputer
 from masksdm.evaluation.paired import paired_test
 from masksdm.evaluation.subsets import default_subsets, subset_logits
-from masksdm.metrics import (
-    MIN_CLASS,
-    auc_interval,
-    brier_score,
-    evaluable_species,
-    max_tss,
-    mean_interval,
-    scorable_species,
-    tss_at,
-)
+from masksdm.metrics import MIN_CLASS, mean_interval
 from masksdm.model.checkpoint import load_checkpoint, split_arrays
+from masksdm.scoring import is_presence_only, max_tss_thresholds, scorable, species_scores
 from masksdm.workspace import Workspace
 
 __all__ = [
@@ -202,12 +194,12 @@ def _settings(card: Any, withheld: Mapping[str, Sequence[str]] | Sequence[str | 
 
 def _choose_species(
     card: Any, ws: Workspace, labels: dict[str, np.ndarray], *, split: str, species: Sequence[str] | None,
-    max_species: int | None, min_presences: int, seed: int,
+    max_species: int | None, min_presences: int, seed: int, background: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices into ``card.species`` of the species to evaluate."""
     y_train = labels["train"]
     n_train = y_train.sum(axis=0)
-    ok = (n_train >= min_presences) & (n_train < len(y_train)) & evaluable_species(labels[split])
+    ok = (n_train >= min_presences) & (n_train < len(y_train)) & scorable(labels[split], background, 1)
     ok &= np.isin(card.species, ws.species_names)
     if species is not None:
         chosen = card.species_indices(species)
@@ -313,8 +305,9 @@ def compare_baselines(
     arrays = {s: split_arrays(card, ws, s) for s in splits}
     x = {s: a[0] for s, a in arrays.items()}
     labels = {s: a[1] for s, a in arrays.items()}
+    background = {s: ws.background_mask(s) for s in splits}
     chosen = _choose_species(card, ws, labels, split=split, species=species, max_species=max_species,
-                             min_presences=min_presences, seed=seed)
+                             min_presences=min_presences, seed=seed, background=background[split])
     y = {s: labels[s][:, chosen] for s in splits}
     settings = _settings(card, withheld)
     imputers = {name: make_imputer(name, x["train"]) for name in imputations}
@@ -382,7 +375,8 @@ def compare_baselines(
     bar.close()
 
     order = sorted([(s, _MASKSDM) for s in settings] + methods, key=lambda k: list(settings).index(k[0]))
-    per_species = _per_species(probs, order, y, split, [card.species[i] for i in chosen], min_class=min_class)
+    per_species = _per_species(probs, order, y, split, [card.species[i] for i in chosen], min_class=min_class,
+                               background=background)
     n_thin = int(per_species.drop_duplicates("species")["thin"].sum())
     counted = per_species if keep_thin else per_species[~per_species["thin"]]
     rows = []
@@ -390,6 +384,7 @@ def compare_baselines(
         mean, low, high = mean_interval(frame["auc"].to_numpy(dtype=float), seed=seed)
         rows.append({"setting": setting, "method": method, "mean_auc": mean, "auc_low": low, "auc_high": high,
                      "mean_tss": frame["tss"].mean(), "brier": frame["brier"].mean(),
+                     **({"boyce": frame["boyce"].mean()} if "boyce" in frame else {}),
                      "n_species": int(frame["auc"].notna().sum()), "n_thin": n_thin,
                      "seconds": seconds[setting, method]})
     if not rows:
@@ -403,20 +398,24 @@ def compare_baselines(
 def _per_species(
     probs: Mapping[tuple[str, str], Mapping[str, np.ndarray]], order: Sequence[tuple[str, str]],
     y: Mapping[str, np.ndarray], split: str, names: list[str], *, min_class: int = MIN_CLASS,
+    background: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """AUC with its DeLong interval, TSS (threshold chosen on validation) and Brier score of every
-    (setting, method), one row a species."""
+    (setting, method), one row a species; on presence-only data against the background, with the
+    Boyce index (:func:`~masksdm.scoring.species_scores`)."""
     frames = []
-    thin = ~scorable_species(y[split], min_class)
+    bg = background or {}
+    thin = ~scorable(y[split], bg.get(split), min_class)
+    presence_only = is_presence_only(bg.get(split))
     for setting, method in order:
         p = probs[setting, method]
-        thr = max_tss(p["val"], y["val"])[1]
-        tss = np.where(np.isfinite(thr), tss_at(p[split], y[split], thr), np.nan)
-        auc, low, high = auc_interval(p[split], y[split])
-        frames.append(pd.DataFrame({"setting": setting, "method": method, "species": names,
-                                    "auc": auc, "auc_low": low, "auc_high": high, "tss": tss,
-                                    "brier": brier_score(p[split], y[split]), "n_presences": y[split].sum(axis=0),
-                                    "n_absences": len(y[split]) - y[split].sum(axis=0), "thin": thin}))
+        thr = max_tss_thresholds(p["val"], y["val"], bg.get("val"))[1]
+        scores = species_scores(p[split], y[split], background=bg.get(split), thresholds=thr)
+        frame = pd.DataFrame({"setting": setting, "method": method, "species": names})
+        columns = ["auc", "auc_low", "auc_high", "tss_val_threshold", "brier", *(["boyce"] if presence_only else []),
+                   "n_presences", "n_absences"]
+        frame = pd.concat([frame, scores[columns].rename(columns={"tss_val_threshold": "tss"})], axis=1)
+        frames.append(frame.assign(thin=thin))
     return pd.concat(frames, ignore_index=True)
 
 

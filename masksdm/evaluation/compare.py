@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from masksdm.errors import CheckpointError, DataError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
-from masksdm.metrics import MIN_CLASS, evaluable_species, mean_interval, roc_auc, scorable_species
+from masksdm.metrics import MIN_CLASS, mean_interval
 from masksdm.model.checkpoint import load_checkpoint, split_arrays
 from masksdm.model.training import ensure_trained
+from masksdm.scoring import auc, scorable
 from masksdm.workspace import Workspace
 
 __all__ = ["compare_subsets", "format_table"]
@@ -75,27 +76,29 @@ def compare_subsets(
             ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
 
     x, y = split_arrays(card, ws, split)
+    background = ws.background_mask(split)
     x_train, _ = split_arrays(card, ws, "train")
     baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
     imputers = {name: make_imputer(name, x_train) for name in imputations}
 
-    counted = evaluable_species(y) if keep_thin else scorable_species(y, min_class)
+    counted = scorable(y, background, 1 if keep_thin else min_class)
     if not counted.any():
-        raise DataError(f"no species has {min_class} presences and absences among the {len(y)} {split} plots: "
+        raise DataError(f"no species has {min_class} presences and absences (or background points) among the "
+                        f"{len(y)} {split} plots: "
                         "prepare with smaller blocks or a larger --test-fraction, use masksdm cv, or --keep-thin")
     methods = ["MaskSDM", *(f"{name} imputation" for name in imputations), "oracle"]
     scores: dict[str, dict[str, tuple[float, float, float]]] = {m: {} for m in methods}
     steps = tqdm(subsets.items(), desc="compare", unit="subset", disable=not progress)
     for name, subset in steps:
-        scores["MaskSDM"][name] = mean_interval(roc_auc(subset_logits(model, card, x, subset), y)[counted])
+        scores["MaskSDM"][name] = mean_interval(auc(subset_logits(model, card, x, subset), y, background)[counted])
         for imp_name, imputer in imputers.items():
             logits = subset_logits(baseline, baseline_card, x, subset, imputer=imputer)
-            scores[f"{imp_name} imputation"][name] = mean_interval(roc_auc(logits, y)[counted])
+            scores[f"{imp_name} imputation"][name] = mean_interval(auc(logits, y, background)[counted])
         if subset is None:
             oracle, oracle_card = baseline, baseline_card
         else:
             oracle, oracle_card = load_checkpoint(models / f"{run}-oracle-{_slug(name)}")
-        scores["oracle"][name] = mean_interval(roc_auc(subset_logits(oracle, oracle_card, x, subset), y)[counted])
+        scores["oracle"][name] = mean_interval(auc(subset_logits(oracle, oracle_card, x, subset), y, background)[counted])
 
     def part(k: int) -> pd.DataFrame:
         return pd.DataFrame({m: {s: v[k] for s, v in row.items()} for m, row in scores.items()}).T[list(subsets)]

@@ -27,20 +27,11 @@ from masksdm.data.predictors import (
 )
 from masksdm.errors import DataError
 from masksdm.evaluation.imputation import Imputer
-from masksdm.metrics import (
-    MIN_CLASS,
-    auc_interval,
-    brier_score,
-    evaluable_species,
-    max_tss,
-    mean_interval,
-    reliability_curve,
-    scorable_species,
-    tss_at,
-)
+from masksdm.metrics import MIN_CLASS, mean_interval, reliability_curve
 from masksdm.model.checkpoint import ModelCard, split_arrays
 from masksdm.model.inference import model_inputs, predict_logits
 from masksdm.model.network import Network
+from masksdm.scoring import is_presence_only, scorable, species_scores
 from masksdm.workspace import Workspace
 
 __all__ = ["POOLED", "Evaluation", "default_subsets", "evaluate", "reliability_by_species", "subset_logits"]
@@ -146,16 +137,19 @@ def evaluate(
             to score, so the error suggests smaller blocks or k-fold cross-validation.
     """
     x, y = split_arrays(card, workspace, split)
+    background = workspace.background_mask(split)
+    presence_only = is_presence_only(background)
     subsets = default_subsets(card) if subsets is None else subsets
     thresholds = None
     if card.thresholds is not None:
         thresholds = np.array([np.nan if t is None else t for t in card.thresholds], dtype=np.float64)
-    ok = evaluable_species(y)
-    thin = ok & ~scorable_species(y, min_class)
+    ok = scorable(y, background, 1)
+    thin = ok & ~scorable(y, background, min_class)
     counted = ok if keep_thin else ok & ~thin
     if ok.any() and not counted.any():
+        against = "background points" if presence_only else "absences"
         raise DataError(
-            f"every species has fewer than {min_class} presences or absences among the {len(y)} {split} plots, too "
+            f"every species has fewer than {min_class} presences or {against} among the {len(y)} {split} plots, too "
             "few for a score to mean much: prepare with smaller blocks (--block-size) or a larger --test-fraction, "
             "score by k-fold cross-validation (masksdm cv), or keep them anyway (--keep-thin)"
         )
@@ -164,35 +158,37 @@ def evaluate(
     for name, subset in subsets.items():
         logits = subset_logits(model, card, x, subset, imputer=imputer, batch_size=batch_size)
         prob = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        auc, low, high = auc_interval(logits, y, level=level)
-        tss, thr = max_tss(prob, y)
-        tss_val = tss_at(prob, y, thresholds) if thresholds is not None else np.full(len(auc), np.nan)
-        brier = brier_score(prob, y)
+        scores = species_scores(prob, y, background=background, thresholds=thresholds, level=level)
+        auc, low, high = (scores[c].to_numpy() for c in ("auc", "auc_low", "auc_high"))
         if counted.sum() == 1:  # one species: its own interval
             only = int(np.flatnonzero(counted)[0])
             mean, m_low, m_high = float(auc[only]), float(low[only]), float(high[only])
         else:
             mean, m_low, m_high = mean_interval(auc[counted], level=level) if counted.any() else (np.nan,) * 3
-        rows.append({
+        row = {
             "subset": name,
             "n_predictors": len(resolve_subset(subset, card.predictors)),
             "n_species": int(counted.sum()),
             "n_thin": int(thin.sum()),
             "mean_auc": mean, "auc_low": m_low, "auc_high": m_high,
-            "mean_tss": _mean(tss[counted]),
-            "mean_tss_val_threshold": _mean(tss_val[counted]),
-            "brier": _mean(brier[counted]),
-        })
-        frames.append(pd.DataFrame({
-            "subset": name, "species": card.species, "auc": auc, "auc_low": low, "auc_high": high, "tss": tss,
-            "threshold": thr, "brier": brier, "n_presences": y.sum(axis=0), "n_absences": len(y) - y.sum(axis=0),
-            "thin": thin,
-        }))
-        pooled = reliability_curve(prob[:, counted], y[:, counted]).assign(species=POOLED)
-        curves.append(pd.concat([pooled, reliability_by_species(prob[:, ok], y[:, ok], species[ok])],
-                                ignore_index=True).assign(subset=name))
-    reliability = pd.concat(curves, ignore_index=True)
-    reliability = reliability[["subset", "species", *[c for c in reliability.columns if c not in ("subset", "species")]]]
+            "mean_tss": _mean(scores["tss"].to_numpy()[counted]),
+            "mean_tss_val_threshold": _mean(scores["tss_val_threshold"].to_numpy()[counted]),
+            "brier": _mean(scores["brier"].to_numpy()[counted]),
+        }
+        if presence_only:
+            row["boyce"] = _mean(scores["boyce"].to_numpy()[counted])
+        rows.append(row)
+        frame = scores.drop(columns=["tss_val_threshold"] + ([] if presence_only else ["boyce"]))
+        frames.append(frame.assign(subset=name, species=card.species, thin=thin)[
+            ["subset", "species", *frame.columns, "thin"]])
+        if not presence_only:  # calibration needs true absences
+            pooled = reliability_curve(prob[:, counted], y[:, counted]).assign(species=POOLED)
+            curves.append(pd.concat([pooled, reliability_by_species(prob[:, ok], y[:, ok], species[ok])],
+                                    ignore_index=True).assign(subset=name))
+    reliability = None
+    if curves:
+        reliability = pd.concat(curves, ignore_index=True)
+        reliability = reliability[["subset", "species", *[c for c in reliability.columns if c not in ("subset", "species")]]]
     return Evaluation(summary=pd.DataFrame(rows), per_species=pd.concat(frames, ignore_index=True),
                       reliability=reliability, level=level)
 

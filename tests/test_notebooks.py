@@ -22,6 +22,7 @@ SMALL = {
     "02_shapley_analysis": {**WORLD, "N_SITES": 40, "MAX_EVALUATIONS": 300, "N_COMPARE_SITES": 8, "BUDGETS": [40, 160]},
     "03_range_maps": {**WORLD, "N_MAPPED": 2, "DASK_WORKERS": 2},
     "04_satellite_embeddings": {**WORLD, "N_PLOTS": 400, "N_SPECIES": 15, "PLOTS_PER_IMAGE": 10, "WINDOW": 32},
+    "05_presence_only": {**WORLD, "N_RECORD_SPECIES": 4, "BACKGROUND": 2000},
 }
 
 

@@ -191,7 +191,7 @@ def test_full_weighted_loss_matches_its_formula():
     sites = y[~background].float()
     w = sites.shape[0] / (sites.sum(0) + 1e-5)
     p = torch.sigmoid(z)
-    lam = torch.tensor([0.0, 0.7, 0.7, 0.7])  # species 0 is at every site: no target group, all to background
+    lam = 0.7  # one lambda_2 for all species, as in the paper (species 0, at every site, included)
     pos = (w * sites * -torch.log(p[~background])).mean()
     neg_w = sites.shape[0] / (sites.shape[0] - sites.sum(0) + 1e-5)
     neg = (lam * neg_w * (1 - sites) * -torch.log(1 - p[~background])).mean()

@@ -25,6 +25,7 @@ import pandas as pd
 from masksdm.errors import DataError, DependencyNotFoundError, OutputExistsError
 
 __all__ = [
+    "text_read_errors",
     "COMPRESSION",
     "CORRUPT_ERRORS",
     "atomic_path",
@@ -97,6 +98,20 @@ def corrupt_error(path: Path, exc: BaseException) -> DataError:
         f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}): download it again, or "
         "compress the original table again"
     )
+
+
+@contextmanager
+def text_read_errors(path: Path, what: str = "text") -> Iterator[None]:
+    """Reading errors of a (possibly compressed) text file as one DataError each: not UTF-8,
+    truncated or corrupt, unreadable."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read '{path}' ({exc}): it must be UTF-8 {what}") from exc
+    except CORRUPT_ERRORS as exc:
+        if path.suffix.lower() in COMPRESSION:
+            raise corrupt_error(path, exc) from exc
+        raise DataError(f"cannot read '{path}' ({exc}): check the file and its permissions") from exc
 
 
 def require_zstandard(path: Path) -> None:

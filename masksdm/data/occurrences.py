@@ -63,7 +63,13 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from masksdm._io import COMPRESSION, CORRUPT_ERRORS, corrupt_error, open_text, require_zstandard
+from masksdm._io import (
+    CORRUPT_ERRORS,
+    corrupt_error,
+    open_text,
+    require_zstandard,
+    text_read_errors,
+)
 from masksdm.data.grid import RasterStack
 from masksdm.data.plotdata import normalise_species
 from masksdm.data.tables import sniff_separator
@@ -340,15 +346,8 @@ def read_occurrences(
         where = f"'{path}'"
         if path.suffix.lower() == ".zst":
             require_zstandard(path)
-        try:
-            with open_text(path) as handle:
-                frame, header = _read_named(handle, sep=sep, where=where, wanted=wanted)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"cannot read {where} ({exc}): it must be UTF-8 text") from exc
-        except CORRUPT_ERRORS as exc:
-            if path.suffix.lower() in COMPRESSION:
-                raise corrupt_error(path, exc) from exc
-            raise DataError(f"cannot read {where} ({exc}): check the file and its permissions") from exc
+        with text_read_errors(path), open_text(path) as handle:
+            frame, header = _read_named(handle, sep=sep, where=where, wanted=wanted)
     names = [str(c).strip() for c in header]
     records = _records(frame, where, names, species_column=species_column, lon_column=lon_column, lat_column=lat_column)
     logger.info("%s: %d occurrence records", where, len(records))

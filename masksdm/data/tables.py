@@ -53,7 +53,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from masksdm._io import COMPRESSION, CORRUPT_ERRORS, corrupt_error, open_text, require_zstandard
+from masksdm._io import (
+    COMPRESSION,
+    CORRUPT_ERRORS,
+    corrupt_error,
+    open_text,
+    require_zstandard,
+    text_read_errors,
+)
 from masksdm.data.plotdata import (
     PlotData,
     canonical_species,
@@ -89,17 +96,10 @@ def _suffix(path: Path) -> str:
 
 def _header_line(path: Path) -> str:
     """The first non-blank line of a text table."""
-    try:
-        with open_text(path) as handle:
-            for line in handle:
-                if line.strip():
-                    return line.rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"cannot read '{path}' ({exc}): it must be a UTF-8 text table") from exc
-    except CORRUPT_ERRORS as exc:
-        if path.suffix.lower() in COMPRESSION:
-            raise corrupt_error(path, exc) from exc
-        raise DataError(f"cannot read '{path}' ({exc}): check the file and its permissions") from exc
+    with text_read_errors(path, "a text table"), open_text(path) as handle:
+        for line in handle:
+            if line.strip():
+                return line.rstrip("\r\n")
     raise DataError(f"'{path}' is empty: it must have a header row and at least one plot")
 
 

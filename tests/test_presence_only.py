@@ -161,6 +161,12 @@ def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_
     assert (per["n_absences"] == ws.background_mask("test").sum()).all()  # scored against background only
     assert per["brier"].isna().all()
 
+    from masksdm.dashboard.view import Dashboard  # the dashboard's caption: the same AUC, against background
+
+    auc, low, high, n_presences = Dashboard(ws.path).test_auc("Alpha alpha")
+    row = per.set_index("species").loc["Alpha alpha"]
+    assert auc == pytest.approx(row["auc"], abs=1e-4) and n_presences == row["n_presences"]
+
     comparison = compare_baselines(ws, "main", baselines=("maxent",), withheld={"rain": ["bio_12"]},
                                    imputations=("mean",), progress=False)
     table = comparison.summary.set_index(["setting", "method"])

@@ -331,28 +331,41 @@ class Dashboard:
             self._coalitions = (players, coalitions, pooled, y_test)
         return self._coalitions
 
+    def _scored_rows(self, labels: np.ndarray, i: int) -> np.ndarray:
+        """The test rows species ``i`` is scored on: all plots, or on a presence-only workspace its
+        presences and the background points (:mod:`masksdm.scoring`)."""
+        background = self.workspace.background_mask("test")
+        if not background.any():
+            return np.ones(len(labels), dtype=bool)
+        return labels[:, i] | background
+
     @torch.inference_mode()
     def global_values(self, species: str) -> ShapleyResult:
-        """Exact Shapley values of all predictor groups on this species' test AUC (x100)."""
+        """Exact Shapley values of all predictor groups on this species' test AUC (x100; on
+        presence-only data, presences against background)."""
         players, coalitions, pooled, labels = self._test_coalitions()
         i = self._species_index[species]
         index = torch.tensor([i], device=self.device)
         row = {c.tobytes(): k for k, c in enumerate(coalitions)}
+        rows = self._scored_rows(labels, i)
+        y = labels[rows, i : i + 1]
 
         def game(chosen: np.ndarray) -> np.ndarray:
             logits = self.model.head_logits(pooled[[row[c.tobytes()] for c in chosen]], index)[..., 0]
-            return np.array([100 * roc_auc(scores[:, None], labels[:, i : i + 1])[0] for scores in logits.cpu()])
+            return np.array([100 * roc_auc(scores[rows][:, None], y)[0] for scores in logits.cpu().numpy()])
 
         return exact_shapley(game, players)
 
     @torch.inference_mode()
     def test_auc(self, species: str) -> tuple[float, float, float, int]:
-        """This species' test AUC with all groups, its DeLong 95 % interval, and its test presences."""
+        """This species' test AUC with all groups (on presence-only data against background), its
+        DeLong 95 % interval, and its test presences."""
         players, coalitions, pooled, labels = self._test_coalitions()
         i = self._species_index[species]
         full = next(k for k, c in enumerate(coalitions) if c.all())
         logits = self.model.head_logits(pooled[[full]], torch.tensor([i], device=self.device))[0, :, 0]
-        auc, low, high = auc_interval(logits.cpu().numpy()[:, None], labels[:, i : i + 1])
+        rows = self._scored_rows(labels, i)
+        auc, low, high = auc_interval(logits.cpu().numpy()[rows][:, None], labels[rows, i : i + 1])
         return float(auc[0]), float(low[0]), float(high[0]), int(labels[:, i].sum())
 
     @torch.inference_mode()

@@ -19,6 +19,16 @@ files themselves (this script downloads nothing):
   pools, number of sites, mean rainfall, mean minimum and maximum temperature; the grid's
   easting/northing placed as degrees, 1 unit = 0.001 deg.
 
+* ``ariolimax`` and ``bradypus``: presence-only samples that the PyPI package elapid ships (a
+  dependency: no --data folder needed). Ariolimax buttoni, the Pacific banana slug of
+  California: 1,595 presences and 4,990 background points with 6 MODIS predictors (surface
+  temperature, leaf area, cloud cover, mean and SD), UTM 10N points converted to lon/lat.
+  Bradypus variegatus, the brown-throated sloth (Phillips et al. 2006, via R's maxnet): 116
+  presences and 1,000 background points with 14 climate, elevation and ecoregion predictors and
+  no coordinates, so each point is its own block (random folds) and there is no Location. Both
+  become presence-only workspaces (a ``background`` column): MaskSDM trains with the full
+  weighted loss and every method is scored on presences against the test background.
+
 Get the package files once (a few MB), with the package managers' own clients::
 
     mkdir -p ~/masksdm-real && cd ~/masksdm-real
@@ -30,6 +40,7 @@ Then::
     pip install pyreadr                 # reads the R data files (or: pip install -e ".[dev]")
     python benchmarks/real_data.py --data ~/masksdm-real
     python benchmarks/real_data.py --data ~/masksdm-real --datasets mite --folds 3 --preset cpu
+    python benchmarks/real_data.py --datasets ariolimax bradypus --folds 3    # elapid's samples
 
 Protocol: spatial blocks dealt into ``--folds`` folds (:func:`masksdm.data.splits.spatial_folds`);
 in each fold MaskSDM (one model, ``--preset``) and every baseline of
@@ -198,6 +209,50 @@ def load_frogs(folder: Path) -> PlotData:
     return _plot_data(plots, presence, "southern corroboree frog (DAAG: frogs)")
 
 
+def _elapid_file(name: str) -> Path:
+    import elapid
+
+    return Path(elapid.__file__).parent / "data" / name
+
+
+def _presence_background(frame: pd.DataFrame, species: str, source: str) -> PlotData:
+    """Presence-only samples (``presence`` 1 for a record, 0 for a background point) as plot data
+    with a ``background`` info column: a presence-only workspace (masksdm.scoring)."""
+    plots = frame.drop(columns="presence").assign(plot_id=np.arange(len(frame)), background=frame["presence"].eq(0))
+    occurrences = pd.DataFrame({"plot_id": plots.loc[~plots["background"], "plot_id"], "species": species})
+    return PlotData(plots=plots, occurrences=occurrences, source=source, info_columns=("background",))
+
+
+def load_ariolimax(folder: Path) -> PlotData:
+    """elapid's bundled Ariolimax buttoni sample (banana slug, California): presences and
+    background points with 6 satellite predictors and UTM 10N points, converted to lon/lat."""
+    import geopandas as gpd
+
+    frame = gpd.read_file(_elapid_file("ariolimax.gpkg")).to_crs(4326)
+    table = pd.DataFrame(frame.drop(columns="geometry")).assign(lon=frame.geometry.x, lat=frame.geometry.y)
+    return _presence_background(table, "Ariolimax buttoni",
+                                "elapid's Ariolimax buttoni sample: presences and background, 6 MODIS predictors")
+
+
+def load_bradypus(folder: Path) -> PlotData:
+    """elapid's bundled Bradypus variegatus sample (brown-throated sloth; from R's maxnet, Phillips
+    et al. 2006): 116 presences and 1,000 background points with 14 predictors, no coordinates.
+    Each point is placed in its own 0.01-degree cell, so spatial blocks of that size are random folds."""
+    frame = pd.read_csv(_elapid_file("bradypus.csv.gz"))
+    index = np.arange(len(frame))
+    frame = frame.assign(lon=(index % 1000) * 0.01 + 0.005, lat=(index // 1000) * 0.01 + 0.005)
+    return _presence_background(frame.astype({"ecoreg": float}), "Bradypus variegatus",
+                                "elapid's Bradypus variegatus sample: 116 presences, 1000 background, 14 predictors")
+
+
+#: Predictors that are class codes (MaskSDM gives each class its own token; the baselines read the
+#: code as a number, as they do for every predictor).
+CATEGORICAL = {"bradypus": ("ecoreg",)}
+
+#: Data sets without coordinates: no Location predictor, blocks of one point (random folds).
+NO_COORDINATES = frozenset({"bradypus"})
+
+
 #: name -> (loader, spatial block size in the loader's degrees, minimum training presences, the
 #: predictors withheld together at test time, one setting each; Location is added to every data set)
 DATASETS: dict[str, tuple[Callable[[Path], PlotData], float, int, dict[str, list[str]]]] = {
@@ -218,7 +273,21 @@ DATASETS: dict[str, tuple[Callable[[Path], PlotData], float, int, dict[str, list
         "pools, sites": ["pools", "sites"],
         "distance": ["distance"],
     }),
+    "ariolimax": (load_ariolimax, 1.0, 5, {
+        "temperature": ["SurfaceTempMean", "SurfaceTempStdv"],
+        "leaf area": ["LAIMean", "LAIStdv"],
+        "cloud cover": ["CloudCoverMean", "CloudCoverStdv"],
+    }),
+    "bradypus": (load_bradypus, 0.01, 5, {
+        "temperature": ["tmn6190_ann", "tmp6190_ann", "tmx6190_ann", "dtr6190_ann", "frs6190_ann"],
+        "precipitation": ["pre6190_ann", "pre6190_l1", "pre6190_l4", "pre6190_l7", "pre6190_l10"],
+        "elevation": ["h_dem"],
+        "clouds, vapour": ["cld6190_ann", "vap6190_ann"],
+    }),
 }
+
+#: Data sets read from installed Python packages (no --data folder needed).
+PACKAGED = frozenset({"ariolimax", "bradypus"})
 
 
 def load_dataset(name: str, folder: Path) -> PlotData:
@@ -235,10 +304,12 @@ def run_dataset(
     """Per-species test AUC of MaskSDM and every baseline method in every fold: one row per
     (fold, setting, method, species)."""
     _, block_size, min_presences, settings = DATASETS[name]
-    ws = prepare_workspace(data, out / name, block_size=block_size, seed=seed, force=True, progress=False)
+    located = name not in NO_COORDINATES
+    ws = prepare_workspace(data, out / name, block_size=block_size, seed=seed, add_location=located,
+                           categorical=CATEGORICAL.get(name, ()), force=True, progress=False)
     lon, lat = ws.plots["lon"].to_numpy(), ws.plots["lat"].to_numpy()
     fold_of = spatial_folds(lon, lat, n_folds=folds, block_size=block_size, seed=seed)
-    withheld = settings | {"Location": ["Location"]}
+    withheld = settings | ({"Location": ["Location"]} if located else {})
     frames = []
     for k in range(folds):
         split = fold_split(fold_of, k, lon, lat, block_size=block_size, val_fraction=0.15, seed=seed + k)
@@ -280,7 +351,8 @@ def headline(per_species: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with the package files (see above)")
+    parser.add_argument("--data", type=Path, help="folder with the package files (see above); not needed for "
+                        "the data sets elapid ships (--datasets ariolimax bradypus)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--preset", default=None, help="MaskSDM preset (default: the one `masksdm train` uses)")
@@ -292,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the workspaces and per-species tables here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.data is None and set(args.datasets) - PACKAGED:
+        parser.error(f"--data is needed for {sorted(set(args.datasets) - PACKAGED)} (or choose --datasets ariolimax bradypus)")
     config = load_config(args.config) if args.config else preset(args.preset or "cpu")
     config = config.replace_train(threads=torch.get_num_threads())
     baselines = [b for b in args.baselines.split(",") if b]

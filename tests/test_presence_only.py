@@ -141,7 +141,7 @@ def test_prepare_occurrences_cleans_thins_and_marks_background(po_workspace, cap
     assert (ws.path / "absence_records.parquet").exists()
 
 
-def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_path):
+def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_path, capsys):
     from masksdm.evaluation.baselines import compare_baselines
     from masksdm.evaluation.subsets import evaluate
     from masksdm.model.checkpoint import load_checkpoint
@@ -166,6 +166,12 @@ def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_
     auc, low, high, n_presences = Dashboard(ws.path).test_auc("Alpha alpha")
     row = per.set_index("species").loc["Alpha alpha"]
     assert auc == pytest.approx(row["auc"], abs=1e-4) and n_presences == row["n_presences"]
+
+    assert main(["evaluate", "--workspace", str(ws.path), "--subsets", "all", "--quiet"]) == 0
+    assert "presences against background" in capsys.readouterr().out
+    written = pd.read_csv(ws.report_path("evaluation_main_test.csv"))
+    assert written.loc[0, "boyce"] == pytest.approx(summary.loc["all", "boyce"])
+    assert not ws.report_path("evaluation_main_test_reliability.png").exists()
 
     comparison = compare_baselines(ws, "main", baselines=("maxent",), withheld={"rain": ["bio_12"]},
                                    imputations=("mean",), progress=False)

@@ -161,7 +161,8 @@ def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_
     assert (per["n_absences"] == ws.background_mask("test").sum()).all()  # scored against background only
     assert per["brier"].isna().all()
 
-    from masksdm.dashboard.view import Dashboard  # the dashboard's caption: the same AUC, against background
+    # the dashboard's caption: the same AUC, against background
+    from masksdm.dashboard.view import Dashboard
 
     auc, low, high, n_presences = Dashboard(ws.path).test_auc("Alpha alpha")
     row = per.set_index("species").loc["Alpha alpha"]
@@ -172,6 +173,23 @@ def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_
     written = pd.read_csv(ws.report_path("evaluation_main_test.csv"))
     assert written.loc[0, "boyce"] == pytest.approx(summary.loc["all", "boyce"])
     assert not ws.report_path("evaluation_main_test_reliability.png").exists()
+
+    # a presence/absence survey scored by the presence-only model (evaluate --test-table)
+    world = _world(tmp_path / "same-world")  # seeded: the workspace's rasters again
+    rng = np.random.default_rng(5)
+    land = np.flatnonzero(~world["sea"].ravel())
+    cells = rng.choice(land, 300, replace=False)
+    suit = np.exp(-((world["temp"].ravel()[cells] - 18.0) / 2.0) ** 2 - ((world["rain"].ravel()[cells] - 900.0) / 200.0) ** 2)
+    survey = pd.DataFrame({"plot_id": cells, "species": "Alpha alpha", "lon": world["lon"].ravel()[cells],
+                           "lat": world["lat"].ravel()[cells], "presence": (rng.random(300) < suit).astype(int)})
+    survey.to_csv(tmp_path / "survey.csv", index=False)
+    assert main(["evaluate", "--workspace", str(ws.path), "--test-table", str(tmp_path / "survey.csv"),
+                 "--test-presence-column", "presence", "--subsets", "all", "--keep-thin", "--quiet"]) == 0
+    assert "presences against absences" in capsys.readouterr().out
+    scored = pd.read_parquet(ws.report_path("evaluation_main_survey_per_species.parquet")).set_index("species")
+    assert scored.loc["Alpha alpha", "n_presences"] == survey["presence"].sum()
+    assert scored.loc["Alpha alpha", "n_absences"] == 300 - survey["presence"].sum()
+    assert scored.loc["Alpha alpha", "auc"] > 0.65 and np.isfinite(scored.loc["Alpha alpha", "brier"])
 
     comparison = compare_baselines(ws, "main", baselines=("maxent",), withheld={"rain": ["bio_12"]},
                                    imputations=("mean",), progress=False)

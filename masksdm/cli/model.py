@@ -79,6 +79,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from masksdm.workspace import Workspace
 
     ws = Workspace(args.workspace)
+    if args.test_table:
+        return _evaluate_table(args, ws, *load_checkpoint(ws.run_dir(args.run)))
     summary_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}.csv"), force=args.force)
     species_path = check_writable(ws.report_path(f"evaluation_{args.run}_{args.split}_per_species.parquet"),
                                   force=args.force)
@@ -103,6 +105,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_parquet(curve_path, result.reliability)
     _reliability_figure(result.reliability, figure_path, f"{args.run}, {args.split} plots")
     print(f"\nwritten to {summary_path.parent} (reliability curves: {figure_path.name})")
+    return 0
+
+
+def _evaluate_table(args: argparse.Namespace, ws, model, card) -> int:
+    """``evaluate --test-table``: a presence/absence table scored by a model of the workspace (e.g.
+    one trained on presence-only records), predictors read from the workspace's rasters."""
+    from masksdm._io import check_writable, write_parquet, write_text
+    from masksdm.data.tables import load_presence_table
+    from masksdm.evaluation.subsets import evaluate_plots
+
+    stem = f"evaluation_{args.run}_{Path(args.test_table).stem}"
+    summary_path = check_writable(ws.report_path(f"{stem}.csv"), force=args.force)
+    species_path = check_writable(ws.report_path(f"{stem}_per_species.parquet"), force=args.force)
+    data = load_presence_table(args.test_table, presence_column=args.test_presence_column, min_plots=0)
+    result = evaluate_plots(model, card, data, rasters=ws.meta.get("rasters", {}),
+                            subsets=_subsets_from_args(args, card), min_class=args.min_presences,
+                            keep_thin=args.keep_thin)
+    print(f"{data.n_plots} plots of {args.test_table}, presences against absences:")
+    print_table(result.summary)
+    _print_thin(result.per_species, args.min_presences, args.keep_thin)
+    write_text(summary_path, result.summary.to_csv(index=False))
+    write_parquet(species_path, result.per_species)
+    print(f"\nwritten to {summary_path}")
     return 0
 
 
@@ -191,6 +216,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--workspace", type=Path, required=True)
     p.add_argument("--run", default="main")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--test-table", type=Path, help="score a presence/absence table instead of a split (long layout: "
+                   "plot_id, species, lon, lat), e.g. a survey to test a model trained on presence-only records")
+    p.add_argument("--test-presence-column", help="--test-table: column of 0/1 or counts (0 = absent)")
     p.add_argument("--subsets", nargs="+", help=_SUBSETS_HELP)
     _add_thin_options(p)
     p.add_argument("--force", action="store_true", help="overwrite existing reports")

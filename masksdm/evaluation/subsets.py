@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from masksdm.data.plotdata import PlotData
 from masksdm.data.predictors import (
     column_mask,
     input_widths,
@@ -34,7 +36,10 @@ from masksdm.model.network import Network
 from masksdm.scoring import is_presence_only, scorable, species_scores
 from masksdm.workspace import Workspace
 
-__all__ = ["POOLED", "Evaluation", "default_subsets", "evaluate", "reliability_by_species", "subset_logits"]
+__all__ = [
+    "POOLED", "Evaluation", "default_subsets", "evaluate", "evaluate_arrays", "evaluate_plots", "reliability_by_species",
+    "subset_logits",
+]
 
 #: The ``species`` value of the reliability curve pooled over all scored species.
 POOLED = "(all species)"
@@ -137,7 +142,74 @@ def evaluate(
             to score, so the error suggests smaller blocks or k-fold cross-validation.
     """
     x, y = split_arrays(card, workspace, split)
-    background = workspace.background_mask(split)
+    return evaluate_arrays(model, card, x, y, background=workspace.background_mask(split), what=f"{split} plots",
+                           subsets=subsets, imputer=imputer, batch_size=batch_size, min_class=min_class,
+                           keep_thin=keep_thin, level=level)
+
+
+def evaluate_plots(
+    model: Network,
+    card: ModelCard,
+    data: PlotData,
+    *,
+    rasters: Mapping[str, str | Path] | None = None,
+    subsets: Mapping[str, Sequence[str] | None] | None = None,
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
+    level: float = 0.95,
+) -> Evaluation:
+    """Evaluate a model on plots outside its workspace, e.g. a presence/absence survey used to test
+    a model trained on presence-only records: each predictor is read from ``rasters`` (name ->
+    raster, e.g. the workspace's ``meta["rasters"]``) at the plots, else taken from the plot table
+    (``Longitude``/``Latitude`` from the coordinates); a predictor found in neither is masked.
+    Species of the model absent from the table are absent everywhere in it."""
+    from masksdm.data.rasters import extract_rasters
+
+    plots = data.plots.reset_index(drop=True)
+    lon, lat = plots["lon"].to_numpy(dtype=np.float64), plots["lat"].to_numpy(dtype=np.float64)
+    from_rasters = {n: r for n, r in (rasters or {}).items() if n in card.predictor_names}
+    values = extract_rasters(from_rasters, lon, lat, progress=False) if from_rasters else pd.DataFrame(index=plots.index)
+    columns = []
+    for p in card.predictors:
+        if p.is_embedding:
+            columns.append(np.full((len(plots), p.width), np.nan))
+        elif p.name in values.columns:
+            columns.append(values[p.name].to_numpy(dtype=np.float64)[:, None])
+        elif p.name in plots.columns:
+            columns.append(pd.to_numeric(plots[p.name], errors="coerce").to_numpy(dtype=np.float64)[:, None])
+        elif p.name in ("Longitude", "Latitude"):
+            columns.append((lon if p.name == "Longitude" else lat)[:, None])
+        else:
+            columns.append(np.full((len(plots), 1), np.nan))
+    x = card.features(np.concatenate(columns, axis=1))
+    index = pd.Index(plots["plot_id"].astype(str))
+    y = np.zeros((len(plots), len(card.species)), dtype=bool)
+    occ = data.occurrences[data.occurrences["species"].astype(str).isin(card.species)]
+    rows = index.get_indexer(occ["plot_id"].astype(str))
+    cols = np.array([card.species.index(str(s)) for s in occ["species"]], dtype=np.int64)
+    y[rows[rows >= 0], cols[rows >= 0]] = True
+    return evaluate_arrays(model, card, x, y, what="plots of the table", subsets=subsets, min_class=min_class,
+                           keep_thin=keep_thin, level=level)
+
+
+def evaluate_arrays(
+    model: Network,
+    card: ModelCard,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    background: np.ndarray | None = None,
+    what: str = "plots",
+    subsets: Mapping[str, Sequence[str] | None] | None = None,
+    imputer: Imputer | None = None,
+    batch_size: int = 4096,
+    min_class: int = MIN_CLASS,
+    keep_thin: bool = False,
+    level: float = 0.95,
+) -> Evaluation:
+    """:func:`evaluate` on model inputs ``x`` (N, columns) and labels ``y`` (N, S), with
+    ``background`` marking background rows of presence-only data."""
+    background = np.zeros(len(y), dtype=bool) if background is None else np.asarray(background, dtype=bool)
     presence_only = is_presence_only(background)
     subsets = default_subsets(card) if subsets is None else subsets
     thresholds = None
@@ -149,7 +221,7 @@ def evaluate(
     if ok.any() and not counted.any():
         against = "background points" if presence_only else "absences"
         raise DataError(
-            f"every species has fewer than {min_class} presences or {against} among the {len(y)} {split} plots, too "
+            f"every species has fewer than {min_class} presences or {against} among the {len(y)} {what}, too "
             "few for a score to mean much: prepare with smaller blocks (--block-size) or a larger --test-fraction, "
             "score by k-fold cross-validation (masksdm cv), or keep them anyway (--keep-thin)"
         )

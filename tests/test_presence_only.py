@@ -161,6 +161,18 @@ def test_training_evaluation_and_maxent_on_presence_only_data(po_workspace, tmp_
     assert (per["n_absences"] == ws.background_mask("test").sum()).all()  # scored against background only
     assert per["brier"].isna().all()
 
+    # global Shapley values of the AUC against background: v(all groups) is evaluate's mean AUC
+    from masksdm.explain.games import global_shapley
+    from masksdm.model.checkpoint import split_arrays
+
+    x_test, y_test = split_arrays(card, ws, "test")
+    values, used = global_shapley(model, card, x_test, y_test, background=ws.background_mask("test"))
+    assert sorted(used) == sorted(per["species"]) and float(values.full_value) == pytest.approx(100 * per["auc"].mean(), abs=1e-3)
+    assert main(["shapley", "global", "--workspace", str(ws.path), "--quiet"]) == 0  # the command, the same game
+    written = pd.read_csv(ws.report_path("shapley_global_main_test_auc.csv"))
+    assert written["full_value"].iloc[0] == pytest.approx(float(values.full_value), abs=1e-6)
+    capsys.readouterr()
+
     # the dashboard's caption: the same AUC, against background
     from masksdm.dashboard.view import Dashboard
 

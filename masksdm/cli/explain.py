@@ -47,7 +47,8 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     model, card = load_model(args)
     x, labels = split_arrays(card, ws, args.split)
     result, species = global_shapley(model, card, x, labels, players=_players(args), metric=args.metric,
-                                     species=args.species, per_species=args.per_species, **_shapley_options(args))
+                                     species=args.species, per_species=args.per_species,
+                                     background=ws.background_mask(args.split), **_shapley_options(args))
     unit = "AUC x100" if args.metric == "auc" else "probability"
     table = global_table(result, species if args.per_species else None)
     if args.per_species:  # the mean over species, by linearity of Shapley values

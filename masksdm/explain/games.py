@@ -36,10 +36,11 @@ from masksdm.data.predictors import Predictor, predictor_groups, subset_mask
 from masksdm.errors import ConfigError, DataError
 from masksdm.explain.core import ShapleyResult, exact_shapley
 from masksdm.explain.sampling import sampled_shapley
-from masksdm.metrics import evaluable_species, roc_auc
+from masksdm.metrics import background_auc, roc_auc
 from masksdm.model.checkpoint import ModelCard
 from masksdm.model.inference import predict_logits_tensor
 from masksdm.model.network import Network
+from masksdm.scoring import is_presence_only, scorable
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -219,6 +220,8 @@ class MetricGame:
             mean predicted probability over the sites.
         per_species: one value per species instead of their mean. The mean's Shapley values are
             the mean of the per-species ones (Shapley values are linear in the game).
+        background: (N,) bool, presence-only data: the background rows; each species' AUC is
+            then its presences against the background (:mod:`masksdm.scoring`).
     """
 
     def __init__(
@@ -233,6 +236,7 @@ class MetricGame:
         per_species: bool = False,
         batch_size: int | None = None,
         precision: str = "auto",
+        background: np.ndarray | None = None,
     ) -> None:
         if metric not in ("auc", "probability"):
             raise ConfigError(f"metric must be 'auc' or 'probability', got {metric!r}")
@@ -244,6 +248,8 @@ class MetricGame:
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=bool)).to(device)
         self.species, self.metric, self.per_species = np.asarray(species), metric, per_species
         self.batch_size, self.precision = batch_size or _default_batch(device), precision
+        self.background = (torch.as_tensor(np.array(background, dtype=bool)).to(device)
+                           if is_presence_only(background) else None)
 
     def __call__(self, coalitions: np.ndarray) -> np.ndarray:
         shape = (len(coalitions), len(self.species)) if self.per_species else (len(coalitions),)
@@ -255,7 +261,8 @@ class MetricGame:
             for c, scores in zip(chosen, logits, strict=True):
                 if self.metric == "auc":
                     assert self.labels is not None
-                    values = 100 * roc_auc(scores, self.labels)
+                    values = 100 * (roc_auc(scores, self.labels) if self.background is None
+                                    else background_auc(scores, self.labels, self.background))
                 else:
                     values = torch.sigmoid(scores).double().mean(dim=0).cpu().numpy()
                 out[c] = values if self.per_species else np.mean(values)
@@ -349,6 +356,7 @@ def global_shapley(
     precision: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    background: np.ndarray | None = None,
 ) -> tuple[ShapleyResult, list[str]]:
     """Global Shapley values of a metric over sites: values (k,), or (n_species, k) per species.
 
@@ -361,6 +369,8 @@ def global_shapley(
         species: restrict to these species (default: all; for AUC, those with both presences and
             absences among the sites).
         per_species: values per species (rows of ``values``) instead of for their mean.
+        background: (N,) bool, presence-only data (``workspace.background_mask(split)``): AUC of
+            each species' presences against these background rows.
 
     Returns:
         The result and the names of the species used (in the order of the rows when per species).
@@ -376,13 +386,14 @@ def global_shapley(
             raise DataError(
                 f"labels have shape {labels.shape}, expected (sites, species) = {(len(x), len(card.species))}"
             )
-        chosen = chosen[evaluable_species(labels[:, chosen])]
+        chosen = chosen[scorable(labels[:, chosen], background, 1)]
         if not len(chosen):
-            raise DataError("no species has both presences and absences among these sites: AUC is undefined")
+            raise DataError("no species has both presences and absences (or background) among these sites: "
+                            "AUC is undefined")
         y = labels[:, chosen]
     game = MetricGame(
         model, _check_x(x, card), np.stack(list(masks.values())), chosen, y,
-        metric=metric, per_species=per_species, batch_size=batch_size, precision=precision,
+        metric=metric, per_species=per_species, batch_size=batch_size, precision=precision, background=background,
     )
     result = estimate_shapley(
         game, list(masks), method=method, target_se=target_se, max_evaluations=max_evaluations,

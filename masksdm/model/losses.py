@@ -64,11 +64,9 @@ class FullWeightedLoss(WeightedLoss):
     """The full weighted presence-only loss (module docstring): weights from the record sites'
     presences, ``background`` (B,) bool marking the random background rows of a batch."""
 
-    lambda_2: Tensor
-
     def __init__(self, n_presences: Tensor, n_sites: int, target_group_weight: float = 0.8) -> None:
         super().__init__(n_presences, n_sites)
-        self.register_buffer("lambda_2", torch.full_like(n_presences, float(target_group_weight), dtype=torch.float32))
+        self.lambda_2 = float(target_group_weight)
 
     def forward(self, logits: Tensor, targets: Tensor, background: Tensor | None = None) -> Tensor:
         if background is None:
@@ -76,12 +74,10 @@ class FullWeightedLoss(WeightedLoss):
         sites, bg = ~background, background
         loss = logits.new_zeros((), dtype=torch.float32)
         if sites.any():
-            z, y = logits[sites].float(), targets[sites].to(torch.float32)
-            pos = self.pos_weight * y * F.softplus(-z)
-            neg = self.lambda_2 * self.neg_weight * (1 - y) * F.softplus(z)
-            loss = loss + pos.mean() + neg.mean()
+            pos, neg = self.terms(logits[sites], targets[sites])
+            loss = loss + pos + self.lambda_2 * neg
         if bg.any():
-            loss = loss + ((1 - self.lambda_2) * F.softplus(logits[bg].float())).mean()
+            loss = loss + (1 - self.lambda_2) * F.softplus(logits[bg].float()).mean()
         return loss
 
 

@@ -438,7 +438,7 @@ def clean_occurrences(
     records: pd.DataFrame, stack: RasterStack, *, max_uncertainty_m: float | None = 10_000.0,
     centroids: pd.DataFrame | None = None, centroid_radius_m: float = 1_000.0,
     exclude_basis: Sequence[str] = ("FOSSIL_SPECIMEN", "LIVING_SPECIMEN"), min_records: int = 1,
-    thin: bool = True,
+    thin: bool = True, valid: np.ndarray | None = None,
 ) -> CleanedOccurrences:
     """Flag, drop and thin occurrence records on the grid of ``stack`` (module docstring).
 
@@ -453,6 +453,7 @@ def clean_occurrences(
         exclude_basis: ``basisOfRecord`` values to drop (case and underscores ignored).
         min_records: species with fewer kept records (after thinning) are dropped.
         thin: keep one record per (species, cell), the first in input order.
+        valid: ``stack.valid_cells()`` when the caller has it already (read once otherwise).
 
     Raises:
         DataError: every record left by the earlier flags is off the rasters or on cells without
@@ -478,7 +479,7 @@ def clean_occurrences(
     with np.errstate(invalid="ignore"):
         mark("invalid coordinates", ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180)))
         mark("zero coordinates", (np.abs(lon) < 1e-6) & (np.abs(lat) < 1e-6))
-    valid = stack.valid_cells()
+    valid = stack.valid_cells() if valid is None else valid
     cell = stack.cell_index(lon, lat)
     on_values = (cell >= 0) & valid[np.maximum(cell, 0)]
     candidates = (flag < 0) & ~on_values

@@ -96,13 +96,14 @@ def prepare_occurrences(
                                    lat_column=lat_column, sep=sep)
         source = f"occurrence records from {Path(occurrences).name}"
     with RasterStack(rasters) as stack:
+        valid = stack.valid_cells()  # one read of the grid for cleaning and background
         cleaned = clean_occurrences(records, stack, max_uncertainty_m=max_uncertainty_m, centroids=centroids,
-                                    min_records=min_records)
+                                    min_records=min_records, valid=valid)
         presences = cleaned.presences
         lon_p, lat_p = presences["lon"].to_numpy(), presences["lat"].to_numpy()
         points = sample_background(
             stack, background, method=background_method, seed=seed, group=(lon_p, lat_p), bias=bias,
-            exclude=(lon_p, lat_p) if buffer_km > 0 else None, buffer_km=buffer_km,
+            exclude=(lon_p, lat_p) if buffer_km > 0 else None, buffer_km=buffer_km, valid=valid,
         )
         cells = np.unique(presences["cell"].to_numpy())
         site_lon, site_lat = stack.cell_lonlat(cells)

@@ -60,10 +60,45 @@ def cmd_app(args: argparse.Namespace) -> int:
             run_demo(workspace.parent, progress=not args.quiet)
     Workspace(workspace)  # a clear error now rather than in the page
     env = {**os.environ, dashboard_page.WORKSPACE_ENV: str(Path(workspace).resolve()), dashboard_page.RUN_ENV: args.run}
+    # Always headless for Streamlit itself: a non-headless first run asks for an e-mail on standard
+    # input and never serves the page when nobody answers. The browser is opened here instead.
     command = [sys.executable, "-m", "streamlit", "run", dashboard_page.__file__, "--server.port", str(args.port),
-               "--server.headless", str(args.headless).lower(), "--browser.gatherUsageStats", "false"]
-    print(f"MaskSDM dashboard on http://localhost:{args.port} (workspace {workspace}); Ctrl-C stops it")
-    return subprocess.call(command, env=env)
+               "--server.address", args.address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    host = "localhost" if args.address in ("127.0.0.1", "localhost", "0.0.0.0", "::") else args.address
+    url = f"http://{host}:{args.port}"
+    if args.address not in ("127.0.0.1", "localhost", "::1"):
+        print(f"sharing the dashboard on {args.address}: anyone who can reach this machine on port {args.port} "
+              "can open it (the default, --address 127.0.0.1, keeps it to this machine)")
+    print(f"MaskSDM dashboard on {url} (workspace {workspace}); Ctrl-C stops it")
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())  # a service manager's stop stops Streamlit too
+    try:
+        if not args.headless and _wait_until_serving(f"http://127.0.0.1:{args.port}" if host == "localhost" else url,
+                                                     process):
+            import webbrowser
+
+            webbrowser.open(url)
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
+def _wait_until_serving(url: str, process, timeout: float = 60.0) -> bool:
+    """True once Streamlit's health endpoint answers, False if the server stops or takes longer."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                return bool(answer.read() == b"ok")
+        except OSError:
+            time.sleep(0.3)
+    return False
 
 
 def add_demo(sub) -> None:
@@ -85,6 +120,8 @@ def add_app(sub) -> None:
     p.add_argument("--workspace", type=Path, help="workspace with a trained model (default: the demo, built if missing)")
     p.add_argument("--run", default="main", help="model run in the workspace (default main)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1", help="network address to serve on (default 127.0.0.1: this "
+                   "machine only; 0.0.0.0 shares it with the network on purpose)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     add_common(p)
     p.set_defaults(func=cmd_app)

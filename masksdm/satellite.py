@@ -340,12 +340,16 @@ def embed_plots(
 
     ``options`` go to :func:`embed_locations` (bands, window, batch_size, device, ...).
     """
-    from masksdm.data.embeddings import EMBEDDINGS_DIR, write_embeddings
+    from masksdm._io import safe_name
+    from masksdm.data.embeddings import embedding_path, write_embeddings
     from masksdm.data.predictors import EMBEDDING, Predictor
+    from masksdm.errors import ConfigError
     from masksdm.workspace import Workspace
 
+    if safe_name(name) != name:  # a predictor name, and the stem of its map raster
+        raise ConfigError(f"embedding name {name!r} is not a plain file name: try {safe_name(name)!r}")
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    out = ws.path / EMBEDDINGS_DIR / f"{name}.parquet"
+    out = embedding_path(ws.path, name)
     partial = _output(out, resume=resume, force=force)
     plots = ws.plots
     result = embed_locations(encoder, scenes, plots["lon"].to_numpy(), plots["lat"].to_numpy(),

@@ -47,13 +47,14 @@ def cmd_app(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError:
         raise MaskSDMError("the dashboard needs Streamlit: pip install 'masksdm[app]'") from None
+    from masksdm._io import safe_name
     from masksdm.dashboard import page as dashboard_page
     from masksdm.workspace import Workspace
 
     workspace = args.workspace
     if workspace is None:
         workspace = Path("masksdm-demo") / "workspace"
-        if not (workspace / "models" / args.run / "model.json").is_file():
+        if not (workspace / "models" / safe_name(args.run) / "model.json").is_file():
             print(f"no demo workspace in {workspace.parent.resolve()}: building it first (about 2 minutes) ...")
             from masksdm.demo import run_demo
 

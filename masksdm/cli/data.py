@@ -199,8 +199,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         runs = sorted(p.parent.name for p in ws.models_dir().glob("*/model.json"))
         print(f"  models: {', '.join(runs) if runs else 'none yet (masksdm train)'}")
     run_dir = args.checkpoint
-    if run_dir is None and args.workspace and (Path(args.workspace) / "models" / args.run / "model.json").exists():
-        run_dir = Path(args.workspace) / "models" / args.run
+    if run_dir is None and args.workspace and (ws.run_dir(args.run) / "model.json").exists():
+        run_dir = ws.run_dir(args.run)
     if run_dir:
         card, raw = read_card(run_dir)
         m = card.metrics

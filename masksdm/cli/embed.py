@@ -21,7 +21,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from foundation_encoders.imagery import ImageryError
     from foundation_encoders.smarties import WeightsError
     from foundation_encoders.spectrum import BandError
-    from masksdm.data.embeddings import EMBEDDINGS_DIR
+    from masksdm._io import safe_name
+    from masksdm.data.embeddings import embedding_path
     from masksdm.satellite import embed_cells, embed_plots
     from masksdm.workspace import Workspace
 
@@ -33,6 +34,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         )
     ws = Workspace(args.workspace)
     name = args.name or f"smarties_{args.sensor.lower()}"
+    if safe_name(name) != name:  # the name is a predictor name and the stem of its raster
+        raise MaskSDMError(f"embedding name {name!r} is not a plain file name: try --name {safe_name(name)}")
     options = {
         "bands": args.bands, "window": args.window, "min_valid": args.min_valid, "batch_size": args.batch_size, "workers": args.workers,
         "device": args.device, "precision": args.precision, "progress": not args.quiet,
@@ -52,10 +55,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         options["settings"] = {"weights": Path(weights).name}
         if args.kind == "plots":
             result = embed_plots(ws, encoder, scenes, name=name, resume=args.resume, force=args.force, **options)
-            where = ws.path / EMBEDDINGS_DIR / f"{name}.parquet"
+            where = embedding_path(ws.path, name)
         else:
             like = args.like or _workspace_template(ws)
-            where = args.out or ws.path / EMBEDDINGS_DIR / f"{name}.tif"
+            where = args.out or embedding_path(ws.path, name, ".tif")
             result = embed_cells(encoder, scenes, like, where, resume=args.resume, force=args.force, **options)
     except (BandError, ImageryError, WeightsError) as err:
         raise MaskSDMError(str(err)) from None

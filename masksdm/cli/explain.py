@@ -42,8 +42,8 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
     if not args.workspace:
         raise MaskSDMError("global Shapley values need the data split: give --workspace DIR")
     ws = Workspace(args.workspace)
-    stem = ws.report_path(f"shapley_global_{args.run}_{args.split}_{args.metric}")
-    paths = [check_writable(stem.with_suffix(ext), force=args.force) for ext in (".csv", ".parquet", ".png")]
+    stem = f"shapley_global_{args.run}_{args.split}_{args.metric}"
+    paths = [check_writable(ws.report_path(stem + ext), force=args.force) for ext in (".csv", ".parquet", ".png")]
     model, card = load_model(args)
     x, labels = split_arrays(card, ws, args.split)
     result, species = global_shapley(model, card, x, labels, players=_players(args), metric=args.metric,
@@ -67,7 +67,7 @@ def cmd_shapley_global(args: argparse.Namespace) -> int:
 
 
 def cmd_shapley_local(args: argparse.Namespace) -> int:
-    from masksdm._io import check_writable, write_parquet, write_text
+    from masksdm._io import check_writable, safe_names, write_parquet, write_text
     from masksdm.explain.games import local_shapley
     from masksdm.explain.report import local_table, plot_local
     from masksdm.model.checkpoint import split_arrays
@@ -76,10 +76,10 @@ def cmd_shapley_local(args: argparse.Namespace) -> int:
     if not args.workspace:
         raise MaskSDMError("local Shapley values on plots need their predictors: give --workspace DIR")
     ws = Workspace(args.workspace)
-    stem = ws.report_path(f"shapley_local_{args.run}_{args.split}")
-    paths = [check_writable(stem.with_suffix(ext), force=args.force) for ext in (".csv", ".parquet")]
-    pngs = [check_writable(stem.parent / f"{stem.name}_{s.replace(' ', '_')}.png", force=args.force)
-            for s in args.species]
+    stem = f"shapley_local_{args.run}_{args.split}"
+    paths = [check_writable(ws.report_path(stem + ext), force=args.force) for ext in (".csv", ".parquet")]
+    pngs = [check_writable(ws.report_path(f"{stem}_{s}.png"), force=args.force)
+            for s in safe_names(args.species, what="species")]
     model, card = load_model(args)
     x, _ = split_arrays(card, ws, args.split)
     sites = ws.plots.loc[ws.split_mask(args.split), "plot_id"].to_numpy()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from masksdm._io import safe_name
 from masksdm.dashboard.render import colorize, geotiff_bytes, png_bytes
 from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import MaskSDMError
@@ -164,7 +165,7 @@ def main() -> None:
                         on_select="rerun", selection_mode="single-object", key="map")
         st.image(_legend(vmin, vmax, label, cmap))
         d1, d2, d3 = st.columns(3)
-        name = species.replace(" ", "_") if layer != "Species richness" else "richness"
+        name = safe_name(species) if layer != "Species richness" else "richness"
         d1.download_button("GeoTIFF", geotiff_bytes(grid, board, description=label), f"{name}.tif",
                            mime="image/tiff", key="dl_tif")
         d2.download_button("PNG", png_bytes(colorize(grid, vmin=vmin, vmax=vmax, cmap=cmap, opacity=1.0)),

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from affine import Affine
 
-from masksdm.data.embeddings import EMBEDDINGS_DIR
+from masksdm.data.embeddings import embedding_path
 from masksdm.data.grid import RasterStack, apply_transform
 from masksdm.data.predictors import normalise, predictor_groups
 from masksdm.errors import DataError
@@ -114,7 +114,7 @@ class Dashboard:
             raise DataError("the workspace was prepared without rasters: maps need the predictor rasters")
         # embedding rasters of the model's embeddings (`masksdm embed cells`), e.g. the Satellite token
         sources += [tif for p in self.card.predictors if p.is_embedding
-                    and (tif := self.workspace.path / EMBEDDINGS_DIR / f"{p.name}.tif").is_file()]
+                    and (tif := embedding_path(self.workspace.path, p.name, ".tif")).is_file()]
         self.stack = RasterStack(sources)
         self.mappable = mappable_predictors(self.card, self.stack)
         missing = set(missing_rasters(self.card, self.stack, self.mappable))

@@ -19,13 +19,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from masksdm._io import atomic_path
+from masksdm._io import atomic_path, path_inside, safe_name
 from masksdm.errors import DataError
 
-__all__ = ["EMBEDDINGS_DIR", "align_embeddings", "read_embeddings", "write_embeddings"]
+__all__ = ["EMBEDDINGS_DIR", "align_embeddings", "embedding_path", "read_embeddings", "write_embeddings"]
 
 #: Folder of a workspace holding one ``<name>.parquet`` (plots) or ``<name>.tif`` (map cells) per source.
 EMBEDDINGS_DIR = "embeddings"
+
+
+def embedding_path(workspace: str | Path, name: str, suffix: str = ".parquet") -> Path:
+    """The file of embedding source ``name`` in a workspace folder: ``embeddings/<safe_name(name)><suffix>``."""
+    return path_inside(Path(workspace) / EMBEDDINGS_DIR, safe_name(name) + suffix)
 
 
 def write_embeddings(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from masksdm._io import safe_names
 from masksdm.errors import CheckpointError, DataError
 from masksdm.evaluation.imputation import make_imputer
 from masksdm.evaluation.subsets import default_subsets, subset_logits
@@ -38,10 +39,6 @@ from masksdm.workspace import Workspace
 __all__ = ["compare_subsets", "format_table"]
 
 log = logging.getLogger(__name__)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
 def compare_subsets(
@@ -63,22 +60,24 @@ def compare_subsets(
         shape: the bootstrap 95 % interval of each mean over species) and ``n_species``.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    models = ws.models_dir()
-    model, card = load_checkpoint(models / run)
+    model, card = load_checkpoint(ws.run_dir(run))
     if card.config.train.masking != "random":
         raise CheckpointError(f"run '{run}' was trained without masking: compare needs a MaskSDM run")
     subsets = dict(default_subsets(card) if subsets is None else subsets)
     baseline_config = card.config.replace_train(masking="none", use=())
-    ensure_trained(ws, models / f"{run}-unmasked", baseline_config, progress=progress)
+    ensure_trained(ws, ws.run_dir(f"{run}-unmasked"), baseline_config, progress=progress)
+    # one run per subset, in a folder of its own even where two subset names make one file name
+    oracle_dirs = dict(zip(subsets, map(ws.run_dir, safe_names([f"{run}-oracle-{n}" for n in subsets], what="subset")),
+                           strict=True))
     for name, subset in subsets.items():
         if subset is not None:
             oracle_config = card.config.replace_train(masking="none", use=tuple(subset))
-            ensure_trained(ws, models / f"{run}-oracle-{_slug(name)}", oracle_config, progress=progress)
+            ensure_trained(ws, oracle_dirs[name], oracle_config, progress=progress)
 
     x, y = split_arrays(card, ws, split)
     background = ws.background_mask(split)
     x_train, _ = split_arrays(card, ws, "train")
-    baseline, baseline_card = load_checkpoint(models / f"{run}-unmasked")
+    baseline, baseline_card = load_checkpoint(ws.run_dir(f"{run}-unmasked"))
     imputers = {name: make_imputer(name, x_train) for name in imputations}
 
     counted = scorable(y, background, 1 if keep_thin else min_class)
@@ -97,7 +96,7 @@ def compare_subsets(
         if subset is None:
             oracle, oracle_card = baseline, baseline_card
         else:
-            oracle, oracle_card = load_checkpoint(models / f"{run}-oracle-{_slug(name)}")
+            oracle, oracle_card = load_checkpoint(oracle_dirs[name])
         scores["oracle"][name] = mean_interval(auc(subset_logits(oracle, oracle_card, x, subset), y, background)[counted])
 
     def part(k: int) -> pd.DataFrame:

@@ -59,12 +59,13 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from masksdm._io import safe_names
 from masksdm._version import __version__
 from masksdm.data.grid import RasterStack
 from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
-from masksdm.maps.writer import PARTIAL, PartialMaps, file_stems, plan_targets, remove_stale_maps
+from masksdm.maps.writer import PARTIAL, PartialMaps, plan_targets, remove_stale_maps
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
 from masksdm.model.network import Network
 
@@ -98,7 +99,8 @@ class MapResult:
         if output == "richness" or (self.out_dir / f"{output}.tif") in self.files:  # multiband layout
             path = self.out_dir / f"{output}.tif"
         elif species in self.plan.species:
-            path = self.out_dir / output / f"{file_stems(self.plan.species)[self.plan.species.index(species)]}.tif"
+            stem = safe_names(self.plan.species, what="species")[self.plan.species.index(species)]
+            path = self.out_dir / output / f"{stem}.tif"
         else:
             raise ConfigError(f"no {output} map of {species!r}: mapped species are {list(self.plan.species)[:5]} ...")
         if path not in self.files:

@@ -12,7 +12,6 @@ files cannot be trusted); one while the COGs are copied keeps it, so ``resume`` 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -22,7 +21,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,12 +35,12 @@ from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from masksdm._io import atomic_path, write_json
+from masksdm._io import atomic_path, path_inside, safe_names, write_json
 from masksdm.data.grid import RasterStack
 from masksdm.errors import ConfigError, DiskFullError
 from masksdm.maps.plan import MapPlan
 
-__all__ = ["PARTIAL", "PartialMaps", "Target", "file_stem", "file_stems", "plan_targets", "remove_stale_maps"]
+__all__ = ["PARTIAL", "PartialMaps", "Target", "plan_targets", "remove_stale_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +56,6 @@ _WRITE_FAILED = re.compile(
     re.IGNORECASE,
 )
 
-
-def file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "species"
-
-
-def file_stems(names: Sequence[str]) -> list[str]:
-    """File stems of species names; names that would share a file (e.g. hybrids written with and
-    without the multiplication sign, or differing only in case) get a suffix from their hash."""
-    stems = [file_stem(n) for n in names]
-    counts = Counter(s.lower() for s in stems)
-    return [s if counts[s.lower()] == 1 else f"{s}_{hashlib.sha256(n.encode()).hexdigest()[:8]}"
-            for s, n in zip(stems, names, strict=True)]
 
 
 @dataclass
@@ -105,11 +91,11 @@ def plan_targets(plan: MapPlan, out_dir: Path, layout: str, model_tags: dict[str
             targets.append(Target(kind, out_dir / f"{kind}.tif", list(range(n)), list(plan.species), dtype, nodata,
                                    scale, tags, band_tags))
         else:
-            for j, (s, stem) in enumerate(zip(plan.species, file_stems(plan.species), strict=True)):
+            for j, (s, stem) in enumerate(zip(plan.species, safe_names(plan.species, what="species"), strict=True)):
                 t = dict(tags, species=s)
                 if plan.thresholds is not None:
                     t["threshold"] = repr(plan.thresholds[j])
-                targets.append(Target(kind, out_dir / kind / f"{stem}.tif", [j], [s], dtype, nodata,
+                targets.append(Target(kind, path_inside(out_dir / kind, f"{stem}.tif"), [j], [s], dtype, nodata,
                                        scale, t, [band_tags[j]]))
     if "richness" in plan.outputs:
         descriptions = ["expected_richness"] + (["predicted_present"] if plan.thresholds is not None else [])

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from masksdm._io import write_json, write_parquet
+from masksdm._io import path_inside, safe_name, write_json, write_parquet
 from masksdm._version import __version__
-from masksdm.data.embeddings import EMBEDDINGS_DIR, align_embeddings
+from masksdm.data.embeddings import EMBEDDINGS_DIR, align_embeddings, embedding_path
 from masksdm.data.plotdata import PlotData, check_coordinates
 from masksdm.data.predictors import (
     UNGROUPED,
@@ -390,12 +390,12 @@ class Workspace:
         return self.path / "models"
 
     def run_dir(self, run: str = "main") -> Path:
-        """The folder of trained model ``run`` (``models/<run>/``)."""
-        return self.models_dir() / run
+        """The folder of trained model ``run``: ``models/<safe_name(run)>/``, always inside ``models/``."""
+        return path_inside(self.models_dir(), safe_name(run))
 
     def report_path(self, name: str) -> Path:
-        """Where report ``name`` (a file name) goes: ``reports/<name>``."""
-        return self.path / "reports" / name
+        """Where report ``name`` (a file name, made safe) goes: ``reports/<safe_name(name)>``."""
+        return path_inside(self.path / "reports", safe_name(name))
 
     def split_mask(self, split: str | None) -> np.ndarray:
         if split is None:
@@ -428,7 +428,7 @@ class Workspace:
         """Vectors (N_plots, D) float32 of embedding source ``name``, NaN where missing (read once)."""
         cache = self.__dict__.setdefault("_embeddings", {})
         if name not in cache:
-            path = self.path / EMBEDDINGS_DIR / f"{name}.parquet"
+            path = embedding_path(self.path, name)
             cache[name] = align_embeddings(path, self.plots["plot_id"].to_numpy())
         return cache[name]
 

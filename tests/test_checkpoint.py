@@ -72,3 +72,56 @@ def test_predictors_missing_from_data(tiny_run):
     _, card = load_checkpoint(tiny_run)
     with pytest.raises(CheckpointError, match="bio_1"):
         check_predictors(card, [n for n in card.predictor_names if n != "bio_1"])
+
+
+def _edit_card(run_dir, change):
+    path = run_dir / "model.json"
+    card = json.loads(path.read_text())
+    change(card)
+    path.write_text(json.dumps(card))
+
+
+SCHEMA_BREAKS = {
+    "species is not a list": (lambda c: c.update(species="Abies alba"), "at species: 'Abies alba' is not of type 'array'"),
+    "a species named twice": (lambda c: c["species"].__setitem__(1, c["species"][0]), "at species"),
+    "a width as text": (lambda c: c["predictors"][0].update(width="1"), "at predictors/0/width"),
+    "an unknown predictor key": (lambda c: c["predictors"][0].update(colour="red"), "at predictors/0"),
+    "no std": (lambda c: c["normalisation"]["bio_1"].pop("std"), "at normalisation/bio_1: 'std' is a required"),
+    "a threshold above 1": (lambda c: c["thresholds"].__setitem__(0, 7.0), "at thresholds/0"),
+    "weights read from elsewhere": (lambda c: c["weights"].update(file="../../secret.safetensors"), "at weights/file"),
+    "no weights entry": (lambda c: c.pop("weights"), "at the top level: 'weights' is a required property"),
+    "a model table as a list": (lambda c: c["config"].update(model=[1]), "at config/model: [1] is not of type 'object'"),
+}
+
+
+@pytest.mark.parametrize("broken", SCHEMA_BREAKS)
+def test_a_card_against_its_schema_is_refused_before_anything_is_built(run_copy, broken, monkeypatch):
+    from masksdm.model import checkpoint
+
+    change, where = SCHEMA_BREAKS[broken]
+    _edit_card(run_copy, change)
+    monkeypatch.setattr(checkpoint, "build_model", lambda card: pytest.fail("built from a card that breaks the schema"))
+    with pytest.raises(CheckpointError, match="does not follow the checkpoint card schema") as info:
+        load_checkpoint(run_copy)
+    assert where in str(info.value) and "restore it or retrain" in str(info.value)
+
+
+def test_a_card_that_is_not_an_object_is_refused(run_copy):
+    (run_copy / "model.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="at the top level: \\[1, 2\\] is not of type 'object'"):
+        load_checkpoint(run_copy)
+
+
+def test_a_card_whose_thresholds_do_not_match_its_species_is_refused(run_copy):
+    _edit_card(run_copy, lambda c: c["thresholds"].pop())
+    with pytest.raises(CheckpointError, match="7 thresholds for 8 species"):
+        load_checkpoint(run_copy)
+
+
+def test_every_card_written_follows_the_schema(tiny_run):
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("masksdm.model").joinpath("card.schema.json").read_text())
+    jsonschema.validate(json.loads((tiny_run / "model.json").read_text()), schema)

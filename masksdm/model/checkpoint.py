@@ -5,7 +5,8 @@ version, package version, run config, predictor names/groups/units in input orde
 statistics, species names in output order, thresholds, metrics, and the size and sha256 of the
 weights file. The weights file's metadata holds the sha256 of the card, so an edit of
 ``model.json`` after training (a species renamed, a threshold changed) is found too. Loading checks
-all of it and says precisely what does not match.
+all of it and says precisely what does not match. The card is validated against the JSON schema
+``card.schema.json`` (beside this module) before anything is built from it.
 
 A model is used on a workspace's plots through :func:`split_arrays`: predictors by name in the
 model's order with the model's normalisation, labels by species name, and a check that the
@@ -15,14 +16,17 @@ workspace still splits its plots as it did when the model was trained.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CARD",
+    "CARD_SCHEMA",
     "FORMAT",
     "WEIGHTS",
     "ModelCard",
@@ -58,6 +63,8 @@ __all__ = [
 FORMAT = "masksdm-checkpoint/1"
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
+#: The JSON schema a card must follow (package data).
+CARD_SCHEMA = "card.schema.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -225,19 +232,40 @@ def read_card(run_dir: str | Path) -> tuple[ModelCard, dict[str, Any]]:
         raw = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"'{card_path}' is truncated or corrupt ({err}): retrain or restore it") from None
-    if raw.get("format") != FORMAT:
-        raise CheckpointError(f"'{card_path}' has format {raw.get('format')!r}, expected {FORMAT!r}")
-    missing = [k for k in ("config", "predictors", "species", "normalisation", "weights") if k not in raw]
-    if missing:
-        raise CheckpointError(f"'{card_path}' lacks the keys {missing}: retrain or restore it")
+    if isinstance(raw, dict) and raw.get("format") != FORMAT:
+        raise CheckpointError(f"'{card_path}' has format {raw.get('format')!r}, expected {FORMAT!r}: it is not "
+                              "a card of this masksdm version; retrain with it")
+    _check_schema(raw, card_path)
     try:
         card = ModelCard.from_dict(raw)
     except Exception as err:  # noqa: BLE001 - any malformed field is the same problem to the user
         raise CheckpointError(f"'{card_path}' is malformed: {err}") from None
+    if card.thresholds is not None and len(card.thresholds) != len(card.species):
+        raise CheckpointError(f"'{card_path}' has {len(card.thresholds)} thresholds for {len(card.species)} species: "
+                              "retrain or restore it")
     missing_norm = [p.name for p in card.predictors if not p.is_embedding and p.name not in card.normalisation]
     if missing_norm:
         raise CheckpointError(f"'{card_path}' has no normalisation for predictors {missing_norm}")
     return card, raw
+
+
+@functools.cache
+def _card_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(resources.files(__package__).joinpath(CARD_SCHEMA).read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def _check_schema(raw: Any, card_path: Path) -> None:
+    """CheckpointError naming the first place where ``raw`` breaks the card schema."""
+    error = jsonschema.exceptions.best_match(_card_validator().iter_errors(raw))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise CheckpointError(
+            f"'{card_path}' does not follow the checkpoint card schema at {where}: {error.message}; "
+            "the file was edited or damaged: restore it or retrain"
+        )
 
 
 def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[Network, ModelCard]:

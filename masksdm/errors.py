@@ -14,6 +14,7 @@ __all__ = [
     "OutputExistsError",
     "DiskFullError",
     "DependencyNotFoundError",
+    "BusyError",
 ]
 
 
@@ -44,6 +45,11 @@ class OutputExistsError(MaskSDMError, FileExistsError):
 class DiskFullError(MaskSDMError, OSError):
     """An output could not be written: its disk is full (or a write failed); the message names the
     file, the free space and what to do."""
+
+
+class BusyError(MaskSDMError):
+    """Another masksdm command is writing the folder this one would use (or reading the workspace
+    this one would rebuild): two commands there would mix their files."""
 
 
 class DependencyNotFoundError(MaskSDMError, ImportError):

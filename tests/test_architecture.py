@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: of its own unit (package or module); never a higher layer or another unit of its own layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("masksdm._version", "masksdm.errors"),
-    ("masksdm._io", "masksdm.metrics"),
+    ("masksdm._io", "masksdm.locks", "masksdm.metrics"),
     ("masksdm.data", "masksdm.scoring"),
     ("masksdm.workspace", "masksdm.sim"),
     ("masksdm.model",),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from masksdm.errors import MaskSDMError
+from masksdm.locks import locked
 
-__all__ = ["MIN_CLASS", "add_common", "add_device", "add_train_options", "csv_list", "load_model", "print_table", "run_config"]
+__all__ = ["MIN_CLASS", "add_common", "add_device", "add_train_options", "csv_list", "load_model", "print_table",
+           "run_config", "workspace_lock"]
 
 
 #: The default of --min-presences: :data:`masksdm.metrics.MIN_CLASS`, restated so the CLI starts
@@ -17,6 +20,16 @@ MIN_CLASS = 5
 
 def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def workspace_lock(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The lock a command holds on its workspace: alone for the commands that write it (``prepare``,
+    ``embed plots``), shared for those that read it; none without ``--workspace``."""
+    workspace = getattr(args, "workspace", None)
+    if workspace is None:
+        return nullcontext()
+    writes = args.command == "prepare" or (args.command == "embed" and args.kind == "plots")
+    return locked(workspace, what="workspace", shared=not writes)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

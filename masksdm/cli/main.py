@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from masksdm._version import __version__
 from masksdm.cli import app, data, embed, explain, maps, model
+from masksdm.cli._common import workspace_lock
 from masksdm.errors import MaskSDMError
 
 __all__ = ["build_parser", "main"]
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args))
+        with workspace_lock(args):  # two commands never mix their files in one workspace
+            return int(args.func(args))
     except MaskSDMError as err:
         print(f"masksdm {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -64,6 +64,7 @@ from masksdm._version import __version__
 from masksdm.data.grid import RasterStack
 from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
+from masksdm.locks import exclusive
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
 from masksdm.maps.writer import PARTIAL, PartialMaps, plan_targets, remove_stale_maps
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
@@ -152,6 +153,7 @@ def _bounded_gdal_cache(func):
 
 
 @_bounded_gdal_cache
+@exclusive("out_dir", "map folder")
 def predict_maps(
     model: Network,
     card: ModelCard,

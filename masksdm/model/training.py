@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from masksdm._io import atomic_path, write_json, write_parquet, write_text
 from masksdm.data.predictors import UNGROUPED, Predictor, input_widths
 from masksdm.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from masksdm.locks import exclusive
 from masksdm.metrics import MIN_CLASS, background_auc, mean_auc
 from masksdm.model.checkpoint import (
     CARD,
@@ -232,6 +233,7 @@ def _check_arrays(
     return x, y
 
 
+@exclusive("run_dir", "run")
 def train_arrays(
     train_x: np.ndarray,
     train_y: np.ndarray,

@@ -5,9 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 from masksdm.errors import CheckpointError
-from masksdm.model.checkpoint import check_predictors, load_checkpoint
+from masksdm.model.checkpoint import check_predictors, load_checkpoint, sha256_file
 from masksdm.model.inference import predict_logits
 
 
@@ -56,8 +57,18 @@ def test_card_that_does_not_fit_the_weights(run_copy):
     card = json.loads(path.read_text())
     card["config"]["model"]["n_blocks"] += 1
     path.write_text(json.dumps(card))
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="edited after training"):  # the digest saved with the weights
         load_checkpoint(run_copy)
+    # a checkpoint without that digest (written before it was recorded): the shapes tell, before any
+    # tensor of the card's size is allocated (d_token 2**20 would ask for terabytes)
+    weights = run_copy / "model.safetensors"
+    save_file(load_file(str(weights)), str(weights))
+    card["weights"].update(bytes=weights.stat().st_size, sha256=sha256_file(weights))
+    for d_token in (card["config"]["model"]["d_token"], 2**20):
+        card["config"]["model"]["d_token"] = d_token
+        path.write_text(json.dumps(card))
+        with pytest.raises(CheckpointError, match="does not fit the config"):
+            load_checkpoint(run_copy)
 
 
 def test_missing_files(run_copy, tmp_path):

@@ -99,6 +99,18 @@ def _require_crs(src: Any, path: Path) -> None:
         )
 
 
+def _degrees(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 ``x, y`` as float64 lon, lat: longitudes wrapped into -180..180 (0..360 grids: the
+    plots' longitudes are -180..180), both NaN where not finite or beyond the poles."""
+    lon, lat = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(lon) & np.isfinite(lat)) | (np.abs(lat) > 90.0)
+    lon[bad] = lat[bad] = np.nan
+    far = np.abs(lon) > 180.0
+    lon[far] = np.mod(lon[far] + 180.0, 360.0) - 180.0
+    return lon, lat
+
+
 def apply_transform(t: Affine, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x, y of (col, row) pixel coordinates (``t * (col, row)`` warns with affine >= 3.1)."""
     return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
@@ -292,7 +304,8 @@ class RasterStack:
 
         Returns:
             float64 ``(n_cells,)`` each, row-major; longitudes in -180..180; NaN where the grid's
-            CRS cannot be transformed (e.g. the corners of a Mollweide grid).
+            CRS cannot be transformed (e.g. the corners of a Mollweide grid) and beyond the poles
+            (a geographic grid reaching past latitude +-90).
         """
         win = self._window(window)
         rows = win.row_off + 0.5 + np.arange(win.height)
@@ -301,11 +314,7 @@ class RasterStack:
         x, y = apply_transform(self.transform, col, row)
         if self._to_wgs84 is not None:
             x, y = self._to_wgs84.transform(x, y, errcheck=False)
-        lon, lat = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
-        lon[lon > 180.0] -= 360.0  # 0..360 grids: the plots' longitudes are -180..180
-        bad = ~(np.isfinite(lon) & np.isfinite(lat))
-        lon[bad] = lat[bad] = np.nan
-        return lon, lat
+        return _degrees(x, y)
 
     def cell_index(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """The template cell holding each WGS84 point: int64 ``row * width + col``, -1 for a point
@@ -316,10 +325,10 @@ class RasterStack:
         if crs != _WGS84:
             x, y = Transformer.from_crs(_WGS84, crs, always_xy=True).transform(x, y, errcheck=False)
             x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        elif self.transform.c >= 0 and self.transform.c + self.width * self.transform.a > 180:
-            x = np.mod(x, 360.0)  # a 0..360 grid
-        col, row = apply_transform(~self.transform, x, y)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # NaN and infinite points are outside
+            if crs == _WGS84 and self.transform.c >= 0 and self.transform.c + self.width * self.transform.a > 180:
+                x = np.mod(x, 360.0)  # a 0..360 grid
+            col, row = apply_transform(~self.transform, x, y)
             inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
         cell = np.full(len(x), -1, dtype=np.int64)
         cell[inside] = np.floor(row[inside]).astype(np.int64) * self.width + np.floor(col[inside]).astype(np.int64)
@@ -332,9 +341,7 @@ class RasterStack:
         x, y = apply_transform(self.transform, col + 0.5, row + 0.5)
         if self._to_wgs84 is not None:
             x, y = self._to_wgs84.transform(x, y, errcheck=False)
-        lon, lat = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
-        lon[lon > 180.0] -= 360.0
-        return lon, lat
+        return _degrees(x, y)
 
     def valid_cells(self, names: Sequence[str] | None = None, *, block_rows: int = _BLOCK) -> np.ndarray:
         """(height * width,) bool, row-major: the cells where every predictor in ``names``
@@ -365,8 +372,9 @@ class RasterStack:
                 flags = src.mask_flag_enums[bands[0] - 1]
                 if not (MaskFlags.all_valid in flags or MaskFlags.nodata in flags):
                     invalid |= src.read_masks(bands, window=window) == 0
-                values = raw.astype(np.float32)
-                values[invalid] = np.nan
+                with np.errstate(over="ignore"):  # a float64 value beyond float32's range is missing
+                    values = raw.astype(np.float32)
+                values[invalid | (np.isinf(values) & np.isfinite(raw))] = np.nan
         except rasterio.errors.RasterioError as exc:
             raise RasterError(
                 f"cannot read the pixels of raster '{layer.path}' ({exc}): the file is "

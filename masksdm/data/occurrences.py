@@ -105,6 +105,7 @@ _SPECIES_ALIASES = ("scientificName", "scientific_name", "taxon")
 _DECIMAL_COMMA = r"^(-?\d+),(\d+)$"  # a str, not a compiled pattern: pandas runs it in pyarrow
 _READ = ("species", *_SPECIES_ALIASES, *_OPTIONAL.values(), "eventDate")
 _EMPTY = "{} is empty: it must have a header row and at least one record"
+_ESCAPE = re.compile(r"\\(?:[tnr\\]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4})")  # the escapes meta.xml attributes use
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -128,10 +129,11 @@ def _read_text(
     quotechar: str = '"',
 ) -> pd.DataFrame:
     """Every cell as text ("" for empty); DataError naming ``where`` when pandas cannot parse it."""
+    fast = len(sep) == 1 and sep.isascii() and quotechar.isascii()  # what pandas' C parser takes
     try:
         return pd.read_csv(
             source, sep=sep, dtype=str, keep_default_na=False, header=header, skiprows=skiprows,
-            usecols=usecols, encoding=encoding, quotechar=quotechar,
+            usecols=usecols, encoding=encoding, quotechar=quotechar, engine="c" if fast else "python",
             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
         )  # fmt: skip
     except pd.errors.EmptyDataError as exc:
@@ -144,17 +146,14 @@ def _read_text(
 
 
 def _first_line(handle: IO[str], where: str) -> str:
-    for line in handle:
-        if line.strip():
-            return line.rstrip("\r\n")
-    raise DataError(_EMPTY.format(where))
+    if (line := next((text for text in handle if text.strip()), None)) is None:
+        raise DataError(_EMPTY.format(where))
+    return line.rstrip("\r\n")
 
 
 def _fields(line: str, sep: str, quoted: bool) -> list[str]:
     """The fields of one line (a header)."""
-    if quoted and len(sep) == 1:
-        return next(csv.reader([line], delimiter=sep), [])
-    return line.split(sep)
+    return next(csv.reader([line], delimiter=sep), []) if quoted and len(sep) == 1 else line.split(sep)
 
 
 def _find(columns: Sequence[str], *names: str) -> str | None:
@@ -230,9 +229,15 @@ def _find_ns(element: ET.Element, tag: str) -> ET.Element | None:
     return next((e for e in (element.find(f"{{{_DWC_NS}}}{tag}"), element.find(tag)) if e is not None), None)
 
 
-def _unescape(value: str) -> str:
-    """An attribute of meta.xml as the character it stands for (``"\\t"`` is a tab)."""
-    return codecs.decode(value, "unicode_escape") if "\\" in value else value
+def _meta(element: ET.Element, name: str, default: str, path: Path, want: str) -> str:
+    """Attribute ``name`` of meta.xml as ``want`` says: one character (escapes \\t \\n \\r \\\\ \\xHH
+    \\uHHHH decoded), or ``"count"``: 0 to 9999 (pandas allocates each skipped header row); else DataError."""
+    value = element.get(name, default)
+    text = value.strip() if want == "count" else _ESCAPE.sub(lambda m: codecs.decode(m.group(), "unicode_escape"), value)
+    if (re.fullmatch(r"[0-9]{1,4}", text) if want == "count" else len(text) == 1 or (not text and "empty" in want)):
+        return text
+    raise DataError(f"meta.xml of '{path}' has {name}={value!r}, which is not {'a whole number from 0 to 9999' if want == 'count' else want}: "
+                    "fix that attribute of meta.xml (https://dwc.tdwg.org/text/) or download the archive again")
 
 
 def _read_dwca(
@@ -260,12 +265,12 @@ def _read_dwca(
             "archive lacks: download the archive again"
         )
     terms = {  # column index -> local name of its term (".../terms/decimalLatitude")
-        int(f.get("index", "0")): re.split(r"[/#]", f.get("term", ""))[-1]
+        int(_meta(f, "index", "0", path, "count")): re.split(r"[/#]", f.get("term", ""))[-1]
         for f in [*core.iter("field"), *core.iter(f"{{{_DWC_NS}}}field")] if f.get("index") is not None
     }  # fmt: skip
     encoding = re.sub(r"(?i)^utf-?8$", "utf-8-sig", core.get("encoding", "UTF-8"))  # drop a BOM
-    sep = _unescape(core.get("fieldsTerminatedBy", ","))
-    quote = _unescape(core.get("fieldsEnclosedBy", '"'))  # GBIF: "", no quoting
+    sep = _meta(core, "fieldsTerminatedBy", ",", path, "one character")
+    quote = _meta(core, "fieldsEnclosedBy", '"', path, "one character or empty")  # GBIF: "", no quoting
     where = f"'{name}' in '{path}'"
     with archive.open(name) as raw:
         first = _first_line(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), where)
@@ -275,7 +280,7 @@ def _read_dwca(
     with archive.open(name) as raw:
         frame = _read_text(
             raw, where=where, sep=sep, quoted=bool(quote), encoding=encoding, header=None,
-            skiprows=int(core.get("ignoreHeaderLines", "0")), usecols=usecols, quotechar=quote or '"',
+            skiprows=int(_meta(core, "ignoreHeaderLines", "0", path, "count")), usecols=usecols, quotechar=quote or '"',
         )  # fmt: skip
     frame = frame.set_axis([terms[int(i)] for i in frame.columns], axis=1)
     return frame.loc[:, ~frame.columns.duplicated()], where, [terms[i] for i in sorted(terms)]

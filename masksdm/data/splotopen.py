@@ -165,9 +165,10 @@ def _read_table(path: Path, columns: dict[str, pa.DataType], all_columns: list[s
     # so retry with them allowed only when the fast parse fails.
     for newlines in (False, True):
         parse = pacsv.ParseOptions(delimiter="\t", quote_char='"', newlines_in_values=newlines)
+        read = pacsv.ReadOptions(column_names=all_columns, skip_rows=1)  # the names as _read_columns cleaned them
         try:
-            return pacsv.read_csv(path, parse_options=parse, convert_options=convert)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
             error = exc
     message = str(error)
     match = re.search(r"CSV column #(\d+)", message)

@@ -152,6 +152,8 @@ def read_table(
         _check_unique(list(frame.columns), path)
         return frame
     sep = _SEP_NAMES.get(sep, sep) if sep is not None else None
+    if sep is not None and len(sep) != 1:
+        raise DataError(f"separator {sep!r} for '{path}' is not one character: pass one, such as ',' ';' '|' or 'tab' (--sep, sep=...)")
     if sep is None and suffix not in _SEPARATORS and suffix != ".txt":
         raise DataError(
             f"unknown table type '{suffix or path.name}' of '{path}': use .csv, .tsv, .txt or "

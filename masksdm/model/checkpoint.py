@@ -292,8 +292,14 @@ def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") 
             recorded = (f.metadata() or {}).get("card_sha256")
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"'{weights}' cannot be read as safetensors ({err}): retrain or restore it") from None
-    model = build_model(card)
-    expected = model.state_dict()
+    if recorded is not None and recorded != _card_digest(raw):  # checkpoints of 0.x before the digest have none
+        raise CheckpointError(
+            f"'{run_dir / CARD}' was edited after training (it no longer matches the card recorded with "
+            "the weights): config, species, predictors, normalisation and thresholds must stay as trained; "
+            "restore model.json or retrain"
+        )
+    with torch.device("meta"):  # the shapes the card implies, allocating nothing (a card may ask for terabytes)
+        expected = build_model(card).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
@@ -308,12 +314,7 @@ def load_checkpoint(run_dir: str | Path, *, device: str | torch.device = "cpu") 
                 "shape mismatches " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:5])
             )
         raise CheckpointError(f"'{weights}' does not fit the config in model.json: " + "; ".join(details))
-    if recorded is not None and recorded != _card_digest(raw):  # checkpoints of 0.x before the digest have none
-        raise CheckpointError(
-            f"'{run_dir / CARD}' was edited after training (it no longer matches the card recorded with "
-            "the weights): species, predictors, normalisation and thresholds must stay as trained; "
-            "restore model.json or retrain"
-        )
+    model = build_model(card)
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, card

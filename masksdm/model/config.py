@@ -81,9 +81,12 @@ def _checked(key: str, value: Any, kind: Any, meta: Any) -> Any:
     if kind is int or kind is float:
         interval, note = meta.get("interval", ""), meta.get("note", "")
         ok = isinstance(value, numbers.Integral if kind is int else numbers.Real) and not isinstance(value, bool)
-        if ok:
-            value = int(value) if kind is int else float(value)
-            ok = math.isfinite(value) and (not interval or _inside(value, interval))
+        if ok:  # TOML integers are 64-bit; a larger one (tomllib reads any) is no number of this config
+            try:
+                value = int(value) if kind is int else float(value)
+            except OverflowError:  # an integer beyond any float
+                value = math.inf
+            ok = (abs(value) < 2**63 if kind is int else math.isfinite(value)) and (not interval or _inside(value, interval))
         if not ok:
             raise ConfigError(f"{key} must be {_describe(kind, interval, note)}, {got}")
         return value
@@ -330,6 +333,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"config file '{path}' does not exist: pass an existing TOML file to --config")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"'{path}' is not UTF-8 text ({err}): save the config as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"'{path}' is not valid TOML: {err}") from None
     return RunConfig.from_dict(data, where=str(path))

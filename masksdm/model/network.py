@@ -202,7 +202,7 @@ class MaskSDM(nn.Module):
     def restrict(self, allowed: Tensor | Sequence[bool]) -> None:
         """Mask the tokens outside ``allowed`` (T,) bool in every call, whatever ``keep`` says:
         a model trained on a predictor subset (``train.use``) never sees the other predictors."""
-        mask = torch.as_tensor(allowed, dtype=torch.bool, device=self.allowed.device)
+        mask = torch.as_tensor(allowed, dtype=torch.bool, device="cpu")  # read here: the model may be on "meta"
         if mask.shape != (self.n_tokens,):
             raise ValueError(f"allowed has shape {tuple(mask.shape)}, expected ({self.n_tokens},): one per token")
         self.allowed.copy_(mask)

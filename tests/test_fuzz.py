@@ -132,6 +132,11 @@ def delimited_text(draw: st.DrawFn, columns: list[str]) -> str:
     return bom + newline.join(sep.join(r) for r in [names, *rows]) + draw(st.sampled_from(["", newline]))
 
 
+def _last(suffix: str) -> str:
+    """The last suffix of a file name's suffixes: ".gz" of ".csv.gz", ".zip" of ".zip"."""
+    return "." + suffix.rsplit(".", 1)[-1]
+
+
 def _compress(data: bytes, suffix: str) -> bytes:
     if suffix == ".gz":
         return gzip.compress(data)
@@ -154,7 +159,7 @@ def file_bytes(draw: st.DrawFn, text: st.SearchStrategy[str], suffixes: list[str
     suffix = draw(st.sampled_from(suffixes))
     kind = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "latin-1", "bytes"]))
     data = draw(st.binary(max_size=300)) if kind == "bytes" else draw(text).encode(kind, errors="replace")
-    data = _compress(data, Path(suffix).suffix)
+    data = _compress(data, _last(suffix))
     if draw(st.integers(0, 4)) == 0 and data:
         data = data[: draw(st.integers(0, len(data) - 1))]
     return suffix, data
@@ -203,7 +208,7 @@ def _encode(draw: st.DrawFn, text: str, suffix: str) -> bytes:
     """``text`` as file content for ``suffix``: UTF-8 (rarely Latin-1), compressed as the suffix
     says, rarely truncated."""
     data = text.encode("latin-1" if _rarely(draw, 8) else "utf-8", errors="replace")
-    data = _compress(data, Path(suffix).suffix)
+    data = _compress(data, _last(suffix))
     if _rarely(draw, 8) and data:
         data = data[: draw(st.integers(0, len(data) - 1))]
     return data
@@ -360,17 +365,20 @@ _SPLOT_VALUES = st.one_of(st.sampled_from(NASTY), _number, st.none(), st.boolean
 @st.composite
 def splotopen_folders(draw: st.DrawFn) -> dict[str, Any]:
     """Arguments of fixtures.splotopen.write_splotopen with mutations, and byte edits of the files."""
-    plot_ids = draw(st.lists(st.integers(-(2**63), 2**63 - 1) | st.sampled_from([1001, 1002, 1003]), min_size=0, max_size=6))
-    records = draw(st.lists(st.tuples(st.sampled_from([*plot_ids, 1001, -1, 2**62]) if plot_ids else st.just(1001),
-                                      st.sampled_from([None, "Abies alba", "abies alba", " ", "NA", "x\ty", 'a"b'])),
-                            max_size=12))  # fmt: skip
+    ids = st.integers(-(2**63), 2**63 - 1) | st.sampled_from([1001, 1002, 1003]) if _rarely(draw, 4) else st.integers(1, 10**6)
+    plot_ids = draw(st.lists(ids, min_size=0 if _rarely(draw, 8) else 1, max_size=6, unique=not _rarely(draw, 6)))
+    plots = st.sampled_from([*plot_ids, 1001, -1, 2**62]) if _rarely(draw, 4) or not plot_ids else st.sampled_from(plot_ids)
+    names = st.sampled_from([None, "Abies alba", "abies alba", " ", "NA", "x\ty", 'a"b']) if _rarely(draw, 3) else _SPECIES
+    records = draw(st.lists(st.tuples(plots, names), max_size=12))
+    # each kind of damage in some folders only, so that many folders are read and their content checked
     overrides = draw(st.dictionaries(
         st.tuples(st.integers(0, 5), st.sampled_from(["Latitude", "Longitude", "Releve_area", "Cover_total",
                                                          "is_forest", "PlotObservationID", "Forest"])),
-        _SPLOT_VALUES, max_size=4))  # fmt: skip
-    drop = draw(st.lists(st.sampled_from(["Latitude", "Longitude", "PlotObservationID", "Releve_area", "Forest"]), max_size=2))
+        _SPLOT_VALUES, max_size=4)) if _rarely(draw, 2) else {}  # fmt: skip
+    drop = draw(st.lists(st.sampled_from(["Latitude", "Longitude", "PlotObservationID", "Releve_area", "Forest"]),
+                         max_size=2)) if _rarely(draw, 4) else []  # fmt: skip
     edits = draw(st.lists(st.tuples(st.sampled_from(["header", "dt"]), st.integers(0, 4000), st.binary(max_size=4),
-                                    st.integers(0, 8)), max_size=3))  # fmt: skip
+                                    st.integers(0, 8)), max_size=3)) if _rarely(draw, 3) else []  # fmt: skip
     predictors = draw(st.sampled_from([None, ["Releve_area", "Forest"], ["Cover_total"], []]))
     return dict(plot_ids=plot_ids, records=records, overrides=overrides, drop=drop, edits=edits, predictors=predictors)
 
@@ -431,7 +439,28 @@ def dwca_archives(draw: st.DrawFn) -> bytes:
     return buffer.getvalue()
 
 
+_GBIF = ["gbifID", "species", "decimalLongitude", "decimalLatitude", "coordinateUncertaintyInMeters",
+         "basisOfRecord", "year", "occurrenceStatus"]  # fmt: skip
+
+
+@st.composite
+def occurrence_tables(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A GBIF simple CSV of records around the test grid (lon 0..6, lat 40..44), usually
+    well-formed, mutated by :func:`mutated_text`."""
+    values = {
+        "species": _SPECIES, "lon": _decimal(-1, 7), "lat": _decimal(39, 45),
+        "uncertainty": st.sampled_from(["", "10", "5000", "NA", "-1", "1e9", "250,5"]),
+        "basis": st.sampled_from(["HUMAN_OBSERVATION", "PRESERVED_SPECIMEN", "FOSSIL_SPECIMEN", "LIVING_SPECIMEN", ""]),
+        "year": st.sampled_from(["", "1990", "2021", "1700", "abc"]), "status": st.sampled_from(["PRESENT", "ABSENT", ""]),
+    }  # fmt: skip
+    rows = [[str(i), *row] for i, row in enumerate(_cells(draw, values, draw(st.integers(1, 12))))]
+    suffix = draw(st.sampled_from([".csv", ".txt", ".tsv", ".csv.gz", ".zip"]))
+    text = draw(mutated_text(_GBIF, rows, draw(st.sampled_from(["\t", ","]))))
+    return suffix, _encode(draw, text, suffix)
+
+
 OCC_FILES = st.one_of(
+    occurrence_tables(), occurrence_tables(),
     file_bytes(delimited_text(OCC_COLUMNS), [".csv", ".txt", ".tsv", ".csv.gz", ".zip", ".csv.bz2"]),
     st.tuples(st.just(".zip"), dwca_archives()),
 )
@@ -805,6 +834,17 @@ def test_a_non_ascii_quote_character_in_meta_xml_is_read():
     assert records["species"].tolist() == ["Abies alba"] and records["lon"].tolist() == [1.5]
 
 
+def test_a_zipped_table_that_is_not_utf8_is_refused(tmp_path):
+    """Found by the campaign: a bare UnicodeDecodeError from a zipped CSV (not an archive)."""
+    from masksdm.data.occurrences import read_occurrences
+
+    path = tmp_path / "records.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("table.csv", b"species,decimalLongitude,decimalLatitude\nAbies alba,1.5,42.5\n" + b"\x80,1,2\n")
+    with pytest.raises(DataError, match="must be UTF-8"):
+        read_occurrences(path)
+
+
 def test_a_separator_of_two_characters_is_refused(tmp_path):
     from masksdm.data.tables import load_presence_table
 
@@ -861,6 +901,22 @@ def test_an_splotopen_header_starting_with_a_control_character_is_read_by_its_na
     plain, edited = (load_splotopen(tmp_path / name, min_plots=0) for name in ("plain", "edited"))
     pd.testing.assert_frame_equal(edited.plots, plain.plots)
     pd.testing.assert_frame_equal(edited.occurrences, plain.occurrences)
+
+
+def test_a_float64_value_beyond_float32_or_infinite_is_missing(tmp_path):
+    """An infinite predictor would reach the model as NaN logits; a missing one is masked."""
+    from masksdm.data.grid import RasterStack
+    from masksdm.data.rasters import extract_rasters
+
+    values = np.array([[1.5, 1e300, -1e300, np.inf]], dtype="float64")
+    raster = dict(dtype="float64", height=1, width=4, crs="EPSG:4326", values=values,
+                  transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, 1.0), nodata=None, scale=None, offset=None)  # fmt: skip
+    _write_raster(tmp_path / "bio_1.tif", raster)
+    with RasterStack(tmp_path) as stack:
+        got = stack.read(["bio_1"])[:, 0]
+    assert got[0] == 1.5 and np.isnan(got[1:]).all()
+    sampled = extract_rasters({"bio_1": tmp_path / "bio_1.tif"}, np.array([0.5, 3.5]), np.array([0.5, 0.5]), progress=False)
+    assert sampled["bio_1"].iloc[0] == 1.5 and np.isnan(sampled["bio_1"].iloc[1])
 
 
 def test_error_classes_are_the_packages():

@@ -374,7 +374,7 @@ class RasterStack:
                     invalid |= src.read_masks(bands, window=window) == 0
                 with np.errstate(over="ignore"):  # a float64 value beyond float32's range is missing
                     values = raw.astype(np.float32)
-                values[invalid | (np.isinf(values) & np.isfinite(raw))] = np.nan
+                values[invalid | np.isinf(values)] = np.nan  # as an infinite one: MaskSDM masks them
         except rasterio.errors.RasterioError as exc:
             raise RasterError(
                 f"cannot read the pixels of raster '{layer.path}' ({exc}): the file is "

@@ -330,15 +330,13 @@ def read_occurrences(
         the record in the input).
 
     Raises:
-        DataError: missing, empty, truncated or unparseable file; no coordinate or species
-            column; a named column absent; an archive without an occurrence core.
+        DataError: missing, empty, truncated, unparseable or non-UTF-8 file; no coordinate or
+            species column; a named column absent; an archive without an occurrence core.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(
-            f"occurrence file '{path}' does not exist: check the path (a GBIF download .zip, or a "
-            "CSV/TSV of records)"
-        )
+        raise DataError(f"occurrence file '{path}' does not exist: check the path (a GBIF download .zip, or a "
+                        "CSV/TSV of records)")  # fmt: skip
     if path.stat().st_size == 0:  # an empty .zip would read as corrupt
         raise DataError(_EMPTY.format(f"'{path}'"))
     sep = "\t" if sep in ("tab", "\\t") else sep
@@ -346,7 +344,8 @@ def read_occurrences(
     named = [c for c in (species_column, lon_column, lat_column) if c]
     wanted = {n.casefold() for n in [*_LON_NAMES, *_LAT_NAMES, *_READ, *named]}
     if path.suffix.lower() == ".zip":
-        frame, where, header = _read_archive(path, sep=sep, wanted=wanted)
+        with text_read_errors(path, "text inside"):  # a table in the archive that is not UTF-8
+            frame, where, header = _read_archive(path, sep=sep, wanted=wanted)
     else:
         where = f"'{path}'"
         if path.suffix.lower() == ".zst":

@@ -431,6 +431,7 @@ def _extract_one(
         scale, offset = src.scales[band - 1], src.offsets[band - 1]
         if scale not in (None, 1.0) or offset not in (None, 0.0):
             kept = kept * (1.0 if scale is None else scale) + (0.0 if offset is None else offset)
+        kept[np.isinf(kept)] = np.nan  # an infinite value is missing, as in tables: MaskSDM masks it
         values[inside] = kept
         _check_coverage(name, path, src, values, n_out, lon, lat, band)
     return values

@@ -46,7 +46,6 @@ __all__ = ["EmbedResult", "default_bands", "embed_cells", "embed_locations", "em
 
 #: Metres per pixel of the window every band is resampled to (Sentinel-2's finest bands).
 RESOLUTION = 10.0
-_CHECKPOINT_SECONDS = 30.0
 
 
 @dataclass
@@ -80,9 +79,9 @@ def default_bands(sensor: str) -> tuple[str, ...]:
 class _Partial:
     """Finished batches of an interrupted run: ``<folder>/part-*.npz`` plus the run's settings."""
 
-    def __init__(self, folder: Path, settings: dict[str, Any], *, resume: bool) -> None:
+    def __init__(self, folder: Path, settings: dict[str, Any], *, resume: bool, every: float = 30.0) -> None:
         self.folder = folder
-        self.settings = settings
+        self.settings, self.every = settings, every
         saved = folder / "settings.json"
         if folder.exists() and not resume:
             shutil.rmtree(folder)
@@ -111,7 +110,7 @@ class _Partial:
         self._rows.append(rows)
         self._vectors.append(vectors)
         self._status.extend(status)
-        if time.monotonic() - self._saved_at > _CHECKPOINT_SECONDS:
+        if time.monotonic() - self._saved_at >= self.every:
             self.flush()
 
     def flush(self) -> None:
@@ -204,6 +203,7 @@ def embed_locations(
     precision: str = "auto",
     partial: str | Path | None = None,
     resume: bool = True,
+    checkpoint_seconds: float = 30.0,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> EmbedResult:
@@ -224,6 +224,8 @@ def embed_locations(
         precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
         partial: folder for finished batches (resume state); None keeps nothing.
         resume: reuse the finished batches in ``partial`` (same settings only).
+        checkpoint_seconds: save the finished batches to ``partial`` at most this often (a crash
+            loses about this much work; 0: after every batch).
         settings: extra settings recorded with the run (e.g. the weights' sha256).
         progress: show a progress bar.
     """
@@ -256,7 +258,7 @@ def embed_locations(
     vectors = np.full((n, dim), np.nan, dtype=np.float32)
     status = ["not covered by any image"] * n
     scene_of, x, y = locate(lon, lat, list(scenes), size_px=window, resolution=RESOLUTION)
-    state = _Partial(Path(partial), run_settings, resume=resume) if partial is not None else None
+    state = _Partial(Path(partial), run_settings, resume=resume, every=checkpoint_seconds) if partial is not None else None
     done = state.done() if state is not None else {}
     for row, (vector, said) in done.items():
         vectors[row], status[row] = vector, said

@@ -38,7 +38,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise MaskSDMError(f"embedding name {name!r} is not a plain file name: try --name {safe_name(name)}")
     options = {
         "bands": args.bands, "window": args.window, "min_valid": args.min_valid, "batch_size": args.batch_size, "workers": args.workers,
-        "device": args.device, "precision": args.precision, "progress": not args.quiet,
+        "device": args.device, "precision": args.precision, "checkpoint_seconds": args.checkpoint_every,
+        "progress": not args.quiet,
     }
     try:
         offset = args.l2a_offset if args.l2a_offset == "auto" else int(args.l2a_offset)
@@ -109,6 +110,8 @@ def add_embed(sub) -> None:
             q.add_argument("--like", type=Path, help="template raster of the map grid (default: the workspace's bio_1)")
             q.add_argument("--out", type=Path, help="output GeoTIFF (default WORKSPACE/embeddings/<name>.tif)")
         q.add_argument("--resume", action="store_true", help="finish an interrupted run")
+        q.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                       help="save finished batches at most this often (30; a crash loses about this much work)")
         q.add_argument("--force", action="store_true", help="compute again over an existing output")
         add_common(q)
         q.set_defaults(func=cmd_embed)

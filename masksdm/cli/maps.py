@@ -30,7 +30,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         mask=csv_list(args.mask) if args.mask else None, outputs=args.write, dtype=args.dtype, layout=args.layout,
         threshold=args.threshold, workspace=ws, like=args.like, align=args.align, memory_mb=args.memory_mb,
         block_rows=args.block_rows, precision=args.precision, workers=args.workers, scheduler=args.scheduler,
-        run_dir=run_dir, resume=args.resume, force=args.force, progress=not args.quiet,
+        run_dir=run_dir, resume=args.resume, checkpoint_seconds=args.checkpoint_every, force=args.force,
+        progress=not args.quiet,
     )
     rate = result.n_cells * len(result.plan.species) / result.seconds
     print(f"{len(result.files)} file(s) in {result.out_dir} ({result.n_cells:,} cells x {len(result.plan.species)} "
@@ -74,6 +75,8 @@ def add_predict(sub) -> None:
     p.add_argument("--scheduler", help="predict on the dask cluster at this address (tcp://host:8786)")
     add_device(p)
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="record finished strips at most this often (30; a crash loses about this much work)")
     p.add_argument("--force", action="store_true",
                    help="overwrite maps in --out; maps of an earlier run there that this run does not rewrite are "
                         "removed (only maps masksdm wrote; other files are kept)")

@@ -178,6 +178,7 @@ def predict_maps(
     scheduler: str | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    checkpoint_seconds: float = 30.0,
     force: bool = False,
     progress: bool = True,
 ) -> MapResult:
@@ -207,6 +208,8 @@ def predict_maps(
             processes, or the cluster at ``scheduler`` (e.g. ``tcp://10.0.0.1:8786``).
         run_dir: the checkpoint folder (needed with dask: workers load the model from it).
         resume: go on with the unfinished run in ``out_dir``.
+        checkpoint_seconds: record the finished strips (flushing the files) at most this often: a
+            crash loses at most about this much work; 0 records after every strip.
     """
     start_time = time.perf_counter()
     out_dir = Path(out_dir)
@@ -263,7 +266,7 @@ def predict_maps(
         windows = list(stack.windows(rows))
         _allow_open_files(len(targets) + len(stack.names))
         signature = _signature(plan, model_sha or _weights_sha(model), stack, layout, rows)
-        record = PartialMaps(out_dir, targets, stack, signature, resume)
+        record = PartialMaps(out_dir, targets, stack, signature, resume, checkpoint_seconds=checkpoint_seconds)
         todo = [w for w in windows if int(w.row_off) not in record.done]
         n_cells = stack.width * stack.height
         try:

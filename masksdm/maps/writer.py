@@ -214,8 +214,9 @@ def _free_bytes(path: Path) -> int | None:
 class PartialMaps:
     """The tiled GeoTIFFs being filled strip by strip, and the record of finished strips."""
 
-    def __init__(self, out_dir: Path, targets: list[Target], stack: RasterStack, signature: str, resume: bool):
-        self.out_dir, self.dir = out_dir, out_dir / PARTIAL
+    def __init__(self, out_dir: Path, targets: list[Target], stack: RasterStack, signature: str, resume: bool,
+                 checkpoint_seconds: float = 30.0):
+        self.out_dir, self.dir, self.every = out_dir, out_dir / PARTIAL, checkpoint_seconds
         self.targets, self.stack, self.signature = targets, stack, signature
         self.state_path = self.dir / "state.json"
         self.done: set[int] = set()
@@ -305,7 +306,7 @@ class PartialMaps:
                 self._current = self._tmp(i)
                 dst.write(arrays[t.kind][t.bands], window=window)
         self.done.add(int(window.row_off))
-        if time.monotonic() - self._last > 30:
+        if time.monotonic() - self._last >= self.every:
             self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -346,6 +347,9 @@ class PartialMaps:
                 rasterio.shutil.copy(self._tmp(i), tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
                                      OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER")
             written.append(t.path)
+        # the record goes first: a crash while the folder is removed leaves nothing to resume from
+        # half-deleted files (a rerun with --resume then starts over; --force is not needed)
+        self.state_path.unlink(missing_ok=True)
         shutil.rmtree(self.dir)
         return written
 

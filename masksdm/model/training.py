@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -56,6 +57,9 @@ from masksdm.model.losses import make_loss
 from masksdm.model.network import MaskSDMEnsemble
 from masksdm.scoring import is_presence_only, max_tss_thresholds, scorable
 from masksdm.workspace import Workspace
+
+#: The resume state of an unfinished run (in ``run_dir/resume/``): tensors, and the epoch in its metadata.
+STATE = "state.safetensors"
 
 __all__ = ["TrainResult", "ensure_trained", "train", "train_arrays"]
 
@@ -89,16 +93,28 @@ def _save_state(path: Path, model, optimizer, generator, info: dict[str, Any]) -
         for name, value in state.items():
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().contiguous().cpu()
     tensors.update(_rng_tensors(generator))
+    info = {**info, "param_groups": opt["param_groups"]}
     path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / "state.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    write_json(path / "state.json", {**info, "param_groups": opt["param_groups"]})
+    # one file, replaced at once, holds the tensors and the epoch they belong to: a kill at any point
+    # leaves the previous epoch's state or this one, never one's weights with the other's counters
+    with atomic_path(path / STATE) as tmp:
+        save_file(tensors, str(tmp), metadata={"info": json.dumps(info)})
+    write_json(path / "state.json", info)  # a readable copy; resume reads the metadata above
+
+
+def _state_info(path: Path) -> dict[str, Any]:
+    """The epoch counters, history and config saved with the resume state in ``path``."""
+    try:
+        with safe_open(str(path / STATE), framework="pt") as state:
+            return json.loads((state.metadata() or {})["info"])
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"the resume state in '{path}' is unreadable ({err}): start over with --force") from None
 
 
 def _load_state(path: Path, model, optimizer, generator, device) -> dict[str, Any]:
+    info = _state_info(path)
     try:
-        info = json.loads((path / "state.json").read_text())
-        tensors = load_file(str(path / "state.safetensors"))
+        tensors = load_file(str(path / STATE))
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"the resume state in '{path}' is unreadable ({err}): start over with --force") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -118,7 +134,7 @@ def _load_state(path: Path, model, optimizer, generator, device) -> dict[str, An
 def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     started = (run_dir / "model.json").exists() or (run_dir / "resume").exists()
     if resume:
-        if not (run_dir / "resume" / "state.json").exists():
+        if not (run_dir / "resume" / STATE).exists():
             raise CheckpointError(f"nothing to resume in '{run_dir}': start the run without --resume")
         return
     if started and not force:
@@ -293,7 +309,7 @@ def train_arrays(
     if config is not None:
         config = for_table(config, len(train_x))
     if resume:
-        state = json.loads((run_dir / "resume" / "state.json").read_text())
+        state = _state_info(run_dir / "resume")
         saved = RunConfig.from_dict(state["config"])
         if config is not None and config != saved:
             raise ConfigError(
@@ -486,8 +502,8 @@ def ensure_trained(ws: Workspace, run_dir: Path, config: RunConfig, *, progress:
         if card is not None and card.config == config and card.metrics.get("complete") and _same_plots(card, ws):
             log.info("reusing %s", run_dir)
             return
-    resumable = (run_dir / "resume" / "state.json").exists() and (card is None or _same_plots(card, ws))
+    resumable = (run_dir / "resume" / STATE).exists() and (card is None or _same_plots(card, ws))
     if resumable:
-        saved = json.loads((run_dir / "resume" / "state.json").read_text())["config"]
+        saved = _state_info(run_dir / "resume")["config"]
         resumable = RunConfig.from_dict(saved) == config
     train(ws, run_dir, config=None if resumable else config, resume=resumable, force=not resumable, progress=progress)

@@ -878,6 +878,19 @@ def test_points_beyond_the_poles_are_outside_a_mercator_grid(tmp_path):
         assert stack.cell_index(np.array([0.0, 0.5, np.nan]), np.array([91.0, -0.5, 0.0])).tolist() == [-1, 0, -1]
 
 
+def test_a_point_a_projected_crs_cannot_hold_is_outside_its_raster(tmp_path):
+    """Found by the campaign: 96 degrees east has no UTM 33N coordinates (inf), and 0 * inf in the
+    pixel arithmetic raised numpy's invalid-value warning."""
+    from masksdm.data.rasters import extract_rasters
+
+    raster = dict(dtype="uint8", height=1, width=1, crs="EPSG:32633", values=np.zeros((1, 1), dtype="uint8"),
+                  transform=Affine(1e5, 0.0, 0.0, 0.0, -1e5, 0.0), nodata=None, scale=None, offset=None)  # fmt: skip
+    _write_raster(tmp_path / "bio_1.tif", raster)
+    frame = extract_rasters({"bio_1": tmp_path / "bio_1.tif"}, np.array([96.0, 11.0]), np.array([0.0, -0.5]),
+                            progress=False)  # fmt: skip
+    assert np.isnan(frame["bio_1"].iloc[0]) and frame["bio_1"].iloc[1] == 0.0
+
+
 def test_a_geographic_grid_past_the_poles_has_no_coordinates_there(tmp_path):
     from masksdm.data.grid import RasterStack
 

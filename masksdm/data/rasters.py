@@ -316,8 +316,9 @@ def _pixel_indices(
     if crs.is_geographic and src.bounds.right > 180 and src.bounds.left >= 0:
         x = np.mod(x, 360.0)  # 0..360 longitudes (common in netCDF climate grids)
     inverse = ~src.transform
-    col = np.floor(inverse.a * x + inverse.b * y + inverse.c)
-    row = np.floor(inverse.d * x + inverse.e * y + inverse.f)
+    with np.errstate(invalid="ignore"):  # a point the CRS cannot hold (inf) is NaN here: outside
+        col = np.floor(inverse.a * x + inverse.b * y + inverse.c)
+        row = np.floor(inverse.d * x + inverse.e * y + inverse.f)
     inside = (
         np.isfinite(col)
         & np.isfinite(row)

@@ -555,7 +555,7 @@ def test_a_full_disk_leaves_no_truncated_map(tiny, rasters, tmp_path, monkeypatc
 
 def _disk_full_at(monkeypatch, call: int, *, free: int = 12_345):
     """The ``call``-th write into a map file fails as on a full disk (ENOSPC), and so does every
-    later one; the disk has ``free`` bytes left."""
+    later one; the disk then has ``free`` bytes left (before, room for the run: it fills meanwhile)."""
     real_write = rasterio.io.DatasetWriter.write
     calls = []
 
@@ -566,8 +566,22 @@ def _disk_full_at(monkeypatch, call: int, *, free: int = 12_345):
         return real_write(self, *args, **kwargs)
 
     monkeypatch.setattr(rasterio.io.DatasetWriter, "write", write)
-    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - free, free))
+    def usage(path):
+        left = free if len(calls) >= call else 10**9
+        return shutil._ntuple_diskusage(10**9, 10**9 - left, left)
+
+    monkeypatch.setattr(writer.shutil, "disk_usage", usage)
     return calls
+
+
+def test_a_disk_without_room_for_the_unfinished_maps_stops_before_any_work(tiny, rasters, tmp_path, monkeypatch):
+    model, card = tiny
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 500, 500))
+    calls = _counting(monkeypatch)
+    with pytest.raises(DiskFullError, match="uncompressed") as info:
+        predict_maps(model, card, rasters, tmp_path / "maps", outputs=ALL, threshold="0.4", progress=False)
+    assert calls == [] and "500 bytes free" in str(info.value)  # nothing predicted
+    assert _files(tmp_path / "maps") == []
 
 
 def test_a_full_disk_while_strips_are_written_is_one_error(tiny, rasters, tmp_path, monkeypatch):
@@ -628,7 +642,8 @@ def test_a_full_disk_when_copying_keeps_the_strips_for_resume(tiny, rasters, tmp
         copied.append(real_copy(src, dst, **options))
 
     monkeypatch.setattr(rasterio.shutil, "copy", copy_then_full)
-    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+    full = shutil._ntuple_diskusage(10, 10, 0)  # once the first map is copied; room for the run before
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: full if copied else shutil._ntuple_diskusage(10**9, 0, 10**9))
     with pytest.raises(DiskFullError, match=r"Write failed; 0 bytes free.*rerun with --resume"):
         predict_maps(model, card, rasters, out, species=["Species 00", "Species 01"], progress=False)
     visible = [f for f in _files(out) if not f.startswith(".partial")]

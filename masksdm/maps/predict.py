@@ -266,7 +266,7 @@ def predict_maps(
         windows = list(stack.windows(rows))
         _allow_open_files(len(targets) + len(stack.names))
         signature = _signature(plan, model_sha or _weights_sha(model), stack, layout, rows)
-        record = PartialMaps(out_dir, targets, stack, signature, resume, checkpoint_seconds=checkpoint_seconds)
+        record = PartialMaps(out_dir, targets, stack, signature, resume, rows, checkpoint_seconds=checkpoint_seconds)
         todo = [w for w in windows if int(w.row_off) not in record.done]
         n_cells = stack.width * stack.height
         try:

@@ -215,8 +215,8 @@ class PartialMaps:
     """The tiled GeoTIFFs being filled strip by strip, and the record of finished strips."""
 
     def __init__(self, out_dir: Path, targets: list[Target], stack: RasterStack, signature: str, resume: bool,
-                 checkpoint_seconds: float = 30.0):
-        self.out_dir, self.dir, self.every = out_dir, out_dir / PARTIAL, checkpoint_seconds
+                 rows: int, checkpoint_seconds: float = 30.0):
+        self.out_dir, self.dir, self.rows, self.every = out_dir, out_dir / PARTIAL, rows, checkpoint_seconds
         self.targets, self.stack, self.signature = targets, stack, signature
         self.state_path = self.dir / "state.json"
         self.done: set[int] = set()
@@ -235,8 +235,18 @@ class PartialMaps:
             shutil.rmtree(self.dir)
         with self._guard(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.done:
+            self._check_room()
         self._open(new=not self.done)
         self._last = time.monotonic()
+
+    def _check_room(self) -> None:
+        """DiskFullError before any work when the uncompressed partial files will not fit."""
+        cells = self.stack.width * self.stack.height
+        need = sum(cells * len(t.bands) * np.dtype(t.dtype).itemsize for t in self.targets)
+        free = _free_bytes(self.dir)
+        if free is not None and free < need:
+            self._fail(self.dir, f"the unfinished maps need {need:,} bytes (uncompressed, until the COGs are written)", None)
 
     def _tmp(self, i: int) -> Path:
         return self.dir / f"{i:05d}.tif"
@@ -286,8 +296,13 @@ class PartialMaps:
         self.files = []
         for i, t in enumerate(self.targets):
             with self._guard(self._tmp(i)):
-                if new:
+                if new:  # uncompressed, one TIFF strip per strip of cells, each in its place from the first
+                    # flush on: writing a strip never moves another or rewrites the file's directory, so a
+                    # process killed at any point leaves the strips recorded as finished intact
                     profile = self.stack.profile(count=len(t.bands), dtype=t.dtype, nodata=t.nodata)
+                    for key in ("blockxsize", "compress", "predictor"):
+                        del profile[key]
+                    profile.update(tiled=False, blockysize=self.rows)
                     dst = rasterio.open(self._tmp(i), "w", **profile)
                     dst.descriptions = tuple(t.descriptions)
                     if t.scale != 1.0:
@@ -343,6 +358,8 @@ class PartialMaps:
             resampling = "NEAREST" if t.kind == "binary" else "AVERAGE"
             with self._guard(t.path):
                 t.path.parent.mkdir(parents=True, exist_ok=True)
+                for stale in t.path.parent.glob(f".{t.path.name}.*.tmp"):  # a copy killed midway (safe names)
+                    stale.unlink()
             with atomic_path(t.path, force=force) as tmp, self._guard(t.path):  # checked before the rename
                 rasterio.shutil.copy(self._tmp(i), tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
                                      OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER")

@@ -648,7 +648,10 @@ def test_fuzz_raster_extraction(raster, points, cut):
 def _check_pixels(got: np.ndarray, raster: dict[str, Any], lon: np.ndarray, lat: np.ndarray) -> None:
     """The value at each point is its pixel's (computed here independently), or NaN for nodata."""
     t, values, nodata = raster["transform"], raster["values"], raster["nodata"]
+    left, right = t.c, t.c + t.a * raster["width"]  # as rasterio gives a dataset's bounds
     for i, (x, y) in enumerate(zip(lon, lat, strict=True)):
+        if right > 180 and left >= 0:  # a 0..360 grid: longitudes are wrapped into it (documented)
+            x = x % 360.0
         col, row = (x - t.c) / t.a, (y - t.f) / t.e
         if min(abs(col - round(col)), abs(row - round(row))) < 1e-6:
             continue  # on a pixel edge: either neighbour is right

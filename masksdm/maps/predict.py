@@ -2,7 +2,7 @@
 
 The raster stack (:class:`masksdm.data.grid.RasterStack`) is read in full-width strips of cells; each
 strip is predicted in batches on the model's device (the masked predictors collapsed, only the
-species asked for through the head), quantised there, and written into tiled GeoTIFFs. Peak
+species asked for through the head), quantised there, and written into uncompressed GeoTIFFs. Peak
 memory is therefore set by the strip, not the raster: about ``cells per strip x (4 bytes x
 predictors + bytes per output value x output bands)`` plus the model, and the strip height is
 chosen to keep that near ``memory_mb`` (default 256 MB). When every strip is done, each output is

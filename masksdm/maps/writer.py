@@ -1,5 +1,5 @@
-"""Map outputs on disk: one file per output (and species), filled strip by strip in tiled
-GeoTIFFs under ``out_dir/.partial/``, with a record of the finished strips so that an interrupted
+"""Map outputs on disk: one file per output (and species), filled strip by strip in uncompressed
+GeoTIFFs under ``out_dir/.partial/`` (one TIFF strip per strip of cells), with a record of the finished strips so that an interrupted
 run resumes; when every strip is done, each file is copied to its final Cloud-Optimized GeoTIFF.
 
 A write that fails (a full disk: ``ENOSPC``, or GDAL/libtiff reporting a write error, even one GDAL
@@ -212,7 +212,7 @@ def _free_bytes(path: Path) -> int | None:
 # --- the partial files -------------------------------------------------------------------------------
 
 class PartialMaps:
-    """The tiled GeoTIFFs being filled strip by strip, and the record of finished strips."""
+    """The GeoTIFFs being filled strip by strip, and the record of finished strips."""
 
     def __init__(self, out_dir: Path, targets: list[Target], stack: RasterStack, signature: str, resume: bool,
                  rows: int, checkpoint_seconds: float = 30.0):
@@ -276,7 +276,7 @@ class PartialMaps:
         if self.finishing:
             then = (f"the predicted strips are kept in '{self.dir}': once there is room, rerun with --resume to "
                     "write the maps without predicting again")
-        else:  # a failed flush leaves the tiled files inconsistent with the record of finished strips
+        else:  # a failed flush leaves the partial files inconsistent with the record of finished strips
             with _held():  # closing flushes the other files too: more of the same messages
                 self._close_files()
             shutil.rmtree(self.dir, ignore_errors=True)

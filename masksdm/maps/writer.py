@@ -1,6 +1,7 @@
 """Map outputs on disk: one file per output (and species), filled strip by strip in uncompressed
-GeoTIFFs under ``out_dir/.partial/`` (one TIFF strip per strip of cells), with a record of the finished strips so that an interrupted
-run resumes; when every strip is done, each file is copied to its final Cloud-Optimized GeoTIFF.
+GeoTIFFs under ``out_dir/.partial/`` (one TIFF strip per strip of cells), with a record of the
+finished strips so that an interrupted run resumes; when every strip is done, each file is copied to
+its final Cloud-Optimized GeoTIFF.
 
 A write that fails (a full disk: ``ENOSPC``, or GDAL/libtiff reporting a write error, even one GDAL
 only logs, as it does when it flushes blocks on close) ends in one :class:`DiskFullError` naming

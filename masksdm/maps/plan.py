@@ -21,17 +21,21 @@ from rasterio.windows import Window
 from masksdm.data.grid import COMPUTED_PREDICTORS, RasterStack
 from masksdm.data.predictors import catalogue_entry, input_widths, subset_mask
 from masksdm.errors import ConfigError, RasterError
+from masksdm.maps.novelty import NOVELTY_BANDS, Reference, clamp_to_range, mess
 from masksdm.metrics import max_tss
 from masksdm.model.checkpoint import ModelCard, split_arrays
 from masksdm.model.inference import predict_logits_tensor
 from masksdm.model.network import Network
 
-__all__ = ["DTYPES", "OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "predict_window", "read_cells", "resolve_threshold"]
+__all__ = [
+    "DTYPES", "OUTPUTS", "MapPlan", "mappable_predictors", "missing_rasters", "plan_maps", "predict_window",
+    "read_cells", "resolve_threshold", "threshold_codes",
+]
 
 log = logging.getLogger(__name__)
 
 #: What :func:`predict_maps` can write.
-OUTPUTS = ("probability", "binary", "richness")
+OUTPUTS = ("probability", "binary", "richness", "uncertainty", "novelty")
 DTYPES = {  # dtype: (largest valid code, nodata)
     "uint8": (254, 255),
     "uint16": (65_534, 65_535),
@@ -51,6 +55,8 @@ class MapPlan:
     dtype: str
     thresholds: tuple[float, ...] | None
     threshold_rule: str | None
+    reference: Reference | None = None  # the training plots, for novelty and clamping
+    clamp: bool = False  # predictors outside the training range moved onto its ends
 
     @property
     def scale(self) -> float:
@@ -120,6 +126,8 @@ def plan_maps(
     dtype: str = "uint8",
     thresholds: np.ndarray | None = None,
     threshold_rule: str | None = None,
+    reference: Reference | None = None,
+    clamp: bool = False,
 ) -> MapPlan:
     """Check the request against the model and the rasters and fix what each strip computes.
 
@@ -127,6 +135,9 @@ def plan_maps(
         species: names, or None for all the model's species.
         use: predictors/groups to use (default: every predictor a map can have).
         mask: predictors/groups to leave out (applied after ``use``).
+        reference, clamp: the training plots' values (:func:`~masksdm.maps.novelty.training_reference`),
+            needed for the ``"novelty"`` output and for ``clamp`` (values outside the training
+            range moved onto its ends before prediction).
 
     Raises:
         RasterError: a predictor to use has no raster (the message lists them and how to mask them).
@@ -139,6 +150,8 @@ def plan_maps(
         raise ConfigError(f"unknown dtype {dtype!r}: use uint8 (default), uint16 or float32")
     if "binary" in outputs and thresholds is None:
         raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
+    if ("novelty" in outputs or clamp) and reference is None:
+        raise ConfigError("novelty maps and clamping compare with the training plots: give --workspace DIR")
     names = list(card.species) if species is None else list(species)
     index = card.species_indices(names)
     mappable = mappable_predictors(card, stack)
@@ -174,6 +187,8 @@ def plan_maps(
         dtype=dtype,
         thresholds=None if thresholds is None else tuple(float(t) for t in thresholds),
         threshold_rule=threshold_rule,
+        reference=reference,
+        clamp=clamp,
     )
 
 
@@ -187,9 +202,11 @@ def resolve_threshold(
 ) -> np.ndarray:
     """Thresholds (n_species,) on the probability scale for a rule.
 
-    ``rule``: a number in (0, 1); ``"max_tss"``; or ``"sensitivity:S"`` (the largest threshold at
-    which a share S of the validation presences is predicted present). Data rules predict the
-    workspace's validation plots with the same visible predictors as the map.
+    ``rule``: a number in (0, 1); ``"model"`` (the thresholds stored in the model card at
+    training: max TSS on the validation plots, every predictor visible); ``"max_tss"``; or
+    ``"sensitivity:S"`` (the largest threshold at which a share S of the validation presences is
+    predicted present). Data rules predict the workspace's validation plots with the same visible
+    predictors as the map.
     """
     try:
         value = float(rule)
@@ -199,9 +216,20 @@ def resolve_threshold(
         if not 0 < value < 1:
             raise ConfigError(f"a fixed threshold must be between 0 and 1, got {value}")
         return np.full(len(species_index), value)
+    if rule == "model":
+        stored = card.thresholds or []
+        missing = [card.species[i] for i in species_index if i >= len(stored) or stored[i] is None]
+        if missing:
+            raise ConfigError(
+                f"the model stores no threshold for {len(missing)} species ({', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}): use --threshold max_tss with --workspace, or a number"
+            )
+        return np.array([stored[i] for i in species_index], dtype=np.float64)
     match = re.fullmatch(r"sensitivity:(\d*\.?\d+)", rule)
     if rule != "max_tss" and not match:
-        raise ConfigError(f"unknown threshold rule {rule!r}: use max_tss, sensitivity:0.9 or a number such as 0.5")
+        raise ConfigError(
+            f"unknown threshold rule {rule!r}: use model, max_tss, sensitivity:0.9 or a number such as 0.5"
+        )
     if workspace is None:
         raise ConfigError(f"threshold rule {rule!r} is computed on the validation plots: give --workspace DIR")
     x, labels = split_arrays(card, workspace, "val")
@@ -237,19 +265,18 @@ def _quantise(p: torch.Tensor, plan: MapPlan) -> torch.Tensor:
     return torch.round(p * top).to(torch.int32)
 
 
-def _code_thresholds(plan: MapPlan) -> np.ndarray:
-    """(S,) the least written value whose decoded probability reaches each threshold.
+def threshold_codes(thresholds: Sequence[float] | np.ndarray, dtype: str, scale: float) -> np.ndarray:
+    """(S,) the least value of a map of ``dtype`` and ``scale`` whose decoded probability
+    (``value x scale``) reaches each threshold.
 
     Readers decode ``value x scale`` in float64 (GDAL, rasterio, rioxarray); comparing the written
     values with these codes makes binary maps agree exactly with the probability maps and the
     threshold tags, ties included, whatever the precision of the model's device.
     """
-    assert plan.thresholds is not None
-    t = np.array(plan.thresholds, dtype=np.float64)
-    if DTYPES[plan.dtype][0] is None:  # float32 values: the least float32 >= t
+    t = np.array(thresholds, dtype=np.float64)
+    if np.dtype(dtype).kind == "f":  # float32 values: the least float32 >= t
         t32 = t.astype(np.float32)
         return np.where(t32 < t, np.nextafter(t32, np.float32(np.inf)), t32)
-    scale = plan.scale
     k = np.ceil(t / scale)  # within one code of the answer; fix the rounding either way
     k = np.where((k - 1) * scale >= t, k - 1, k)
     k = np.where(k * scale < t, k + 1, k)
@@ -267,8 +294,15 @@ def predict_window(
     batch_size: int | None = None,
     precision: str = "auto",
 ) -> dict[str, np.ndarray]:
-    """Outputs of one strip: ``{"probability": (S, h, w), "binary": (S, h, w), "richness": (1|2, h, w)}``
-    as requested by the plan, in the written dtypes (richness float32)."""
+    """Outputs of one strip: ``{"probability": (S, h, w), "binary": (S, h, w), "richness": (1|2, h, w),
+    "uncertainty": (S, h, w), "novelty": (3, h, w)}`` as requested by the plan, in the written
+    dtypes (richness and novelty float32).
+
+    ``uncertainty`` (an ensemble): the standard deviation of the members' probabilities, in the
+    probability maps' dtype and scale; the probabilities are then the sigmoid of the members' mean
+    logits, as without it. ``novelty``: MESS, out-of-range count and most dissimilar predictor
+    (:func:`~masksdm.maps.novelty.mess`), from the values before any clamping.
+    """
     device = next(model.parameters()).device
     batch = batch_size or (65_536 if device.type == "cuda" else 2048)
     h, w = int(window.height), int(window.width)
@@ -284,14 +318,30 @@ def predict_window(
     if "richness" in plan.outputs:
         n_bands = 2 if plan.thresholds is not None else 1
         result["richness"] = np.full((n_bands, h * w), np.nan, dtype=np.float32)
+    if "uncertainty" in plan.outputs:
+        result["uncertainty"] = np.full((n_species, h * w), plan.nodata, dtype=out_dtype)
+    raw = raw[cells]
+    if "novelty" in plan.outputs:
+        assert plan.reference is not None
+        result["novelty"] = np.full((len(NOVELTY_BANDS), h * w), np.nan, dtype=np.float32)
+        result["novelty"][:, cells] = np.stack(mess(raw, plan.reference))
+    if plan.clamp:
+        assert plan.reference is not None
+        raw = clamp_to_range(raw, plan.reference)
     keep = torch.as_tensor(np.array(plan.visible))
     species = np.array(plan.species_index)
-    thresholds = None if plan.thresholds is None else torch.as_tensor(_code_thresholds(plan), device=device)
-    x = card.features(raw[cells]) if len(cells) else np.empty((0, card.n_columns), np.float32)
+    thresholds = None if plan.thresholds is None else torch.as_tensor(
+        threshold_codes(plan.thresholds, plan.dtype, plan.scale), device=device)
+    x = card.features(raw) if len(cells) else np.empty((0, card.n_columns), np.float32)
+    members = "uncertainty" in result
     for start in range(0, len(cells), batch):
         rows = cells[start : start + batch]
         logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
-                                       batch_size=batch, precision=precision)
+                                       batch_size=batch, precision=precision, members=members)
+        if members:  # (k, n, S): the ensemble's logits are the members' mean, as in its forward
+            spread = torch.sigmoid(logits).std(dim=0, correction=0)
+            result["uncertainty"][:, rows] = _quantise(spread, plan).T.cpu().numpy()
+            logits = logits.mean(dim=0)
         p = torch.sigmoid(logits)
         q = _quantise(p, plan)  # (n, S) on the device
         present = None if thresholds is None else q >= thresholds

@@ -21,8 +21,17 @@ Outputs, in ``out_dir``:
 * ``richness.tif``: band 1 the expected number of species (sum of probabilities), band 2 (with a
   threshold rule) the number of species predicted present; computed in the same pass, without
   writing any per-species raster when only richness is asked for.
+* ``uncertainty/<species>.tif`` or ``uncertainty.tif`` (an ensemble, ``model.ensemble`` >= 2):
+  the standard deviation of the members' presence probabilities, in the probability maps' dtype
+  and scale.
+* ``novelty.tif``: how far each cell lies from the training plots (:mod:`masksdm.maps.novelty`):
+  band 1 MESS (percent; negative where a predictor is outside its training range), band 2 the
+  number of predictors outside their training range, band 3 the most dissimilar predictor (its
+  1-based position in the ``novelty_predictors`` tag). Needs the workspace (the training plots);
+  ``clamp=True`` also moves values outside the training range onto its ends before prediction.
 
-Threshold rules: ``"max_tss"`` (the probability maximising the true skill statistic on the
+Threshold rules: ``"model"`` (the thresholds stored in the model when it was trained: max TSS on
+the validation plots with every predictor), ``"max_tss"`` (the probability maximising the true skill statistic on the
 validation plots), ``"sensitivity:0.9"`` (the largest threshold keeping 90 % of validation
 presences), or a number. Data-driven rules are computed on the workspace's validation plots with
 the same predictor subset as the map (plot-level predictors such as releve area are missing on maps,
@@ -48,7 +57,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +74,11 @@ from masksdm.data.grid import RasterStack
 from masksdm.data.rasters import Sources
 from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.locks import exclusive
+from masksdm.maps.novelty import novelty_predictors, training_reference
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
 from masksdm.maps.writer import PARTIAL, PartialMaps, plan_targets, remove_stale_maps
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
-from masksdm.model.network import Network
+from masksdm.model.network import MaskSDMEnsemble, Network
 
 __all__ = ["MapResult", "predict_maps"]
 
@@ -97,7 +107,7 @@ class MapResult:
         Raises:
             ConfigError: nothing was written for that output or species.
         """
-        if output == "richness" or (self.out_dir / f"{output}.tif") in self.files:  # multiband layout
+        if output in ("richness", "novelty") or (self.out_dir / f"{output}.tif") in self.files:  # multiband layout
             path = self.out_dir / f"{output}.tif"
         elif species in self.plan.species:
             stem = safe_names(self.plan.species, what="species")[self.plan.species.index(species)]
@@ -114,10 +124,13 @@ def _block_rows(stack: RasterStack, plan: MapPlan, memory_mb: float) -> int:
     n = len(plan.species)
     columns = sum(stack.widths.get(name, 1) for name in plan.read_names)  # an embedding raster has many bands
     per_cell = 4 * columns * 3 + 16  # values read, raw and normalised, richness
-    if "probability" in plan.outputs:
-        per_cell += n * np.dtype(np.float32 if plan.dtype == "float32" else plan.dtype).itemsize
+    for kind in ("probability", "uncertainty"):
+        if kind in plan.outputs:
+            per_cell += n * np.dtype(np.float32 if plan.dtype == "float32" else plan.dtype).itemsize
     if "binary" in plan.outputs:
         per_cell += n
+    if "novelty" in plan.outputs:
+        per_cell += 4 * 3
     rows = int(memory_mb * 2**20 // (per_cell * stack.width))
     if rows >= 256:
         return min(stack.height, rows // 256 * 256)
@@ -136,7 +149,8 @@ def _weights_sha(model: Network) -> str:
 def _signature(plan: MapPlan, model_sha: str, stack: RasterStack, layout: str, block_rows: int) -> str:
     """Identifies a run: resuming with other options, model or rasters (path, size, mtime) is refused."""
     files = {n: [str(p), p.stat().st_size, p.stat().st_mtime_ns] for n, p in stack.paths.items()}
-    text = json.dumps([asdict(plan), model_sha, str(stack.crs), tuple(stack.transform), stack.shape, layout,
+    reference = None if plan.reference is None else plan.reference.digest
+    text = json.dumps([asdict(replace(plan, reference=None)), reference, model_sha, str(stack.crs), tuple(stack.transform), stack.shape, layout,
                        block_rows, files], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -168,6 +182,7 @@ def predict_maps(
     layout: str = "per-species",
     threshold: str | None = None,
     workspace: Any | None = None,
+    clamp: bool = False,
     like: str | Path | None = None,
     align: bool = False,
     memory_mb: float = 256,
@@ -193,12 +208,15 @@ def predict_maps(
             done (only files this package wrote as maps, by path and tags; others are kept).
         species: species names (default: all the model's species).
         use, mask: predictor/group names to use, and to leave out.
-        outputs: any of ``"probability"``, ``"binary"``, ``"richness"``.
+        outputs: any of ``"probability"``, ``"binary"``, ``"richness"``, ``"uncertainty"`` (an
+            ensemble) and ``"novelty"`` (needs ``workspace``).
         dtype: ``"uint8"`` (default), ``"uint16"`` or ``"float32"`` for probability maps.
         layout: ``"per-species"`` files or one ``"multiband"`` file per output.
         threshold: threshold rule (see :func:`resolve_threshold`); needed for binary maps and the
             richness count.
-        workspace: a :class:`~masksdm.workspace.Workspace`, for data-driven threshold rules.
+        workspace: a :class:`~masksdm.workspace.Workspace`, for data-driven threshold rules and
+            for novelty and clamping (its training plots).
+        clamp: move predictor values outside the training range onto its ends before prediction.
         like: template raster of the output grid (default: ``bio_1``, else the first raster).
         align: warp rasters on other grids onto the template; without it such rasters are an
             error that shows the mismatch.
@@ -237,14 +255,19 @@ def predict_maps(
         species_names = list(card.species) if species is None else list(species)
         index = card.species_indices(species_names)
         if layout == "per-species" and len(species_names) > _PER_SPECIES_FILES_MAX and (
-            {"probability", "binary"} & set(outputs)
+            {"probability", "binary", "uncertainty"} & set(outputs)
         ):
             raise ConfigError(
                 f"{len(species_names)} species would make {len(species_names)} files per output: use "
                 "--layout multiband, or --write richness for the richness map alone"
             )
         if "binary" in outputs and threshold is None:
-            raise ConfigError("binary maps need a threshold rule: --threshold max_tss, sensitivity:0.9 or a number")
+            raise ConfigError("binary maps need a threshold rule: --threshold model, max_tss, sensitivity:0.9 or a number")
+        if "uncertainty" in outputs and not isinstance(model, MaskSDMEnsemble):
+            raise ConfigError(
+                "uncertainty maps are the spread of an ensemble's members, and this model is one network: train "
+                "an ensemble (model.ensemble = 3 in the run config, or 0: by the table's size) or leave out uncertainty"
+            )
         plan = plan_maps(card, stack, species_names, use=use, mask=mask, dtype=dtype)  # checks, and what is visible
         extra = [n for n in stack.names if n not in plan.read_names]
         if extra:
@@ -252,8 +275,11 @@ def predict_maps(
         thresholds = None
         if threshold is not None:
             thresholds = resolve_threshold(threshold, model, card, index, np.array(plan.visible), workspace)
+        reference = None
+        if "novelty" in outputs or clamp:
+            reference = training_reference(card, workspace, novelty_predictors(card, plan.read_names))
         plan = plan_maps(card, stack, species_names, use=use, mask=mask, outputs=outputs, dtype=dtype,
-                         thresholds=thresholds, threshold_rule=threshold)
+                         thresholds=thresholds, threshold_rule=threshold, reference=reference, clamp=clamp)
         rows = block_rows or _block_rows(stack, plan, memory_mb)
         model_sha = card.metrics.get("weights_sha256", "") or _model_sha(run_dir)
         model_tags = {
@@ -261,6 +287,8 @@ def predict_maps(
             "predictors_used": ",".join(plan.read_names),
             "predictors_masked": ",".join(p.name for p, v in zip(card.predictors, plan.visible, strict=True) if not v),
         }
+        if clamp:
+            model_tags["clamped"] = ",".join(reference.names) if reference else ""
         targets = plan_targets(plan, out_dir, layout, model_tags)
         out_dir.mkdir(parents=True, exist_ok=True)
         windows = list(stack.windows(rows))

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from masksdm._io import atomic_path, path_inside, safe_names, write_json
 from masksdm.data.grid import RasterStack
 from masksdm.errors import ConfigError, DiskFullError
+from masksdm.maps.novelty import NOVELTY_BANDS
 from masksdm.maps.plan import MapPlan
 
 __all__ = ["PARTIAL", "PartialMaps", "Target", "plan_targets", "remove_stale_maps"]
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 #: The folder of an unfinished run, inside ``out_dir``.
 PARTIAL = ".partial"
-_KINDS = ("probability", "binary", "richness")
+_KINDS = ("probability", "binary", "richness", "uncertainty", "novelty")
+_PER_SPECIES = ("probability", "binary", "uncertainty")
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # how a full disk and other failed writes read in OSError, GDAL, libtiff and rasterio messages
 _NO_SPACE = re.compile(r"no space left|free disk space|disk full|quota exceeded", re.IGNORECASE)
@@ -77,13 +79,15 @@ class Target:
 def plan_targets(plan: MapPlan, out_dir: Path, layout: str, model_tags: dict[str, str]) -> list[Target]:
     targets = []
     n = len(plan.species)
-    for kind in ("probability", "binary"):
+    for kind in _PER_SPECIES:
         if kind not in plan.outputs:
             continue
-        dtype, nodata, scale = (plan.dtype, plan.nodata, plan.scale) if kind == "probability" else ("uint8", 255, 1.0)
+        dtype, nodata, scale = (plan.dtype, plan.nodata, plan.scale) if kind != "binary" else ("uint8", 255, 1.0)
         tags = dict(model_tags, output=kind)
         if kind == "probability":
             tags["units"] = "presence probability (value x scale + offset)"
+        elif kind == "uncertainty":
+            tags["units"] = "standard deviation of the ensemble members' presence probabilities (value x scale + offset)"
         if plan.threshold_rule is not None:
             tags["threshold_rule"] = plan.threshold_rule
         band_tags = [{"species": s} | ({"threshold": repr(plan.thresholds[j])} if plan.thresholds else {})
@@ -106,6 +110,15 @@ def plan_targets(plan: MapPlan, out_dir: Path, layout: str, model_tags: dict[str
             tags["threshold_rule"] = plan.threshold_rule
         targets.append(Target("richness", out_dir / "richness.tif", list(range(len(descriptions))), descriptions,
                                "float32", float("nan"), 1.0, tags))
+    if "novelty" in plan.outputs:
+        assert plan.reference is not None
+        tags = dict(model_tags, output="novelty", novelty_predictors=",".join(plan.reference.names),
+                    reference_plots=str(plan.reference.n_plots), clamped=str(plan.clamp).lower(),
+                    units="band 1 MESS (percent, negative outside the training range), band 2 number of predictors "
+                          "outside their training range, band 3 most dissimilar predictor (1-based position in "
+                          "novelty_predictors)")
+        targets.append(Target("novelty", out_dir / "novelty.tif", list(range(len(NOVELTY_BANDS))),
+                              list(NOVELTY_BANDS), "float32", float("nan"), 1.0, tags))
     return targets
 
 
@@ -356,7 +369,7 @@ class PartialMaps:
         written = []
         bar = tqdm(self.targets, desc="writing COGs", unit="file", disable=not progress or len(self.targets) < 20)
         for i, t in enumerate(bar):
-            resampling = "NEAREST" if t.kind == "binary" else "AVERAGE"
+            resampling = "NEAREST" if t.kind in ("binary", "novelty") else "AVERAGE"
             with self._guard(t.path):
                 t.path.parent.mkdir(parents=True, exist_ok=True)
                 for stale in t.path.parent.glob(f".{t.path.name}.*.tmp"):  # a copy killed midway (safe names)
@@ -401,17 +414,17 @@ def remove_stale_maps(out_dir: Path, keep: Sequence[Path]) -> list[Path]:
     """
     kept = {Path(p).resolve() for p in keep}
     candidates = [(out_dir / f"{kind}.tif", kind) for kind in _KINDS]
-    for kind in ("probability", "binary"):
+    for kind in _PER_SPECIES:
         candidates += [(p, kind) for p in sorted((out_dir / kind).glob("*.tif"))]
     removed = []
     for path, kind in candidates:
         if path.is_file() and path.resolve() not in kept and _is_written_map(path, kind):
             path.unlink()
             removed.append(path)
-    for folder in (out_dir, out_dir / "probability", out_dir / "binary"):
+    for folder in (out_dir, *(out_dir / kind for kind in _PER_SPECIES)):
         for tmp in folder.glob(".*.tif.*.tmp"):
             tmp.unlink(missing_ok=True)
-    for kind in ("probability", "binary"):
+    for kind in _PER_SPECIES:
         folder = out_dir / kind
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

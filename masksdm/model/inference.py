@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from masksdm.model.network import Network
+from masksdm.model.network import MaskSDMEnsemble, Network
 
 __all__ = ["autocast", "model_inputs", "predict_logits", "predict_logits_tensor", "predict_proba", "resolve_device"]
 
@@ -54,11 +54,14 @@ def predict_logits_tensor(
     batch_size: int = 4096,
     species: np.ndarray | None = None,
     precision: str = "auto",
+    members: bool = False,
 ) -> torch.Tensor:
     """Logits (N, S) float32 as a tensor on the model's device (no copy to the host).
 
     ``x`` holds model inputs (N, n_inputs) (see :class:`~masksdm.model.network.MaskSDM`); NaN and
     ``keep=False`` are masked. ``keep`` may be (N, T) or (T,) (the same subset for every site).
+    ``members=True`` (an ensemble only): every member's logits, (k, N, S); their mean over the
+    first axis is the ensemble's logits.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -67,7 +70,10 @@ def predict_logits_tensor(
     keep_t = None if keep is None else torch.as_tensor(keep, dtype=torch.bool)
     species_t = None if species is None else torch.as_tensor(species, dtype=torch.long, device=device)
     n_out = model.n_species if species is None else len(species)
-    out = torch.empty((x_t.shape[0], n_out), dtype=torch.float32, device=device)
+    if members and not isinstance(model, MaskSDMEnsemble):
+        raise TypeError("members=True needs an ensemble (MaskSDMEnsemble)")
+    lead = (model.n_members,) if members else ()
+    out = torch.empty((*lead, x_t.shape[0], n_out), dtype=torch.float32, device=device)
     try:
         with autocast(device, precision):
             for start in range(0, x_t.shape[0], batch_size):
@@ -75,7 +81,10 @@ def predict_logits_tensor(
                 kb = None  # a (P,) subset stays 1-D: the model then tokenises only those predictors
                 if keep_t is not None:
                     kb = keep_t.to(device) if keep_t.ndim == 1 else keep_t[start : start + batch_size].to(device)
-                out[start : start + len(xb)] = model(xb, kb, species=species_t).float()
+                if isinstance(model, MaskSDMEnsemble) and members:
+                    out[:, start : start + len(xb)] = model.member_logits(xb, kb, species=species_t).float()
+                else:
+                    out[start : start + len(xb)] = model(xb, kb, species=species_t).float()
     finally:
         model.train(was_training)
     return out

@@ -10,6 +10,8 @@ Typical use::
     masksdm cv --workspace ws --folds 5             # spatial k-fold cross-validation
     masksdm embed plots --workspace ws --imagery S2_DIR --weights smarties-v1-vitb.safetensors
     masksdm predict --workspace ws --rasters DIR --species all --out maps --write probability richness
+    masksdm predict --workspace ws --rasters FUTURE_DIR --species all --out maps_2050 --threshold model --write probability novelty
+    masksdm change --current maps --future maps_2050 --out change   # lost, kept and gained range per species
     masksdm shapley global --workspace ws         # which predictor groups matter, on test AUC
     masksdm shapley map --workspace ws --rasters DIR --species "Fagus sylvatica" --out fagus_shapley.tif
     masksdm info --workspace ws
@@ -53,6 +55,7 @@ _COMMANDS = (
     explain.add_shapley,
     embed.add_embed,
     maps.add_predict,
+    maps.add_change,
     app.add_app,
     data.add_info,
 )

@@ -37,6 +37,7 @@ from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint
 from masksdm.model.config import RunConfig, preset
 from masksdm.model.network import Network
 from masksdm.model.training import train
+from masksdm.sim.scenario import write_future_rasters
 from masksdm.sim.simulate import WorldPaths, simulate_world
 from masksdm.workspace import Workspace, prepare_workspace
 
@@ -137,6 +138,12 @@ class Demo:
         """The trained model and its card."""
         return load_checkpoint(self.run_dir)
 
+    @property
+    def future_rasters(self) -> Path:
+        """The world's rasters in a warmer, drier future (+2 degrees C, 10 % less rain; the
+        delta method of :func:`masksdm.sim.scenario.write_future_rasters`)."""
+        return self.world.root / "future_rasters"
+
 
 @dataclass
 class DemoResult:
@@ -203,6 +210,7 @@ def open_demo(
     if settings_file.is_file() and (run_dir / CARD).is_file():
         if json.loads(settings_file.read_text()) == json.loads(json.dumps(wanted)):
             log.info("reusing the demo built under %s", root)
+            _future(world)
             return Demo(root, world, Workspace(root / "workspace"), run_dir, reused=True)
     if root.exists() and any(root.iterdir()) and not settings_file.is_file() and not force:
         raise OutputExistsError(f"'{root}' is not empty and holds no demo: choose another folder")
@@ -212,8 +220,22 @@ def open_demo(
     ws = prepare_workspace(load_splotopen(world.splotopen_dir), root / "workspace",
                            rasters=find_rasters(world.rasters_dir), seed=seed, force=True, progress=progress)
     train(ws, run_dir, config=config, force=True, progress=progress)
+    _future(world)
     write_json(settings_file, wanted)
     return Demo(root, world, ws, run_dir, reused=False)
+
+
+#: The demo's future climate: degrees C of warming and relative change of rain.
+FUTURE_WARMING, FUTURE_RAIN = 2.0, -0.1
+
+
+def _future(world: WorldPaths) -> Path:
+    """The demo world's future climate (``world/future_rasters``), written once
+    (:func:`masksdm.sim.scenario.write_future_rasters`)."""
+    out = world.root / "future_rasters"
+    if not (out / "worldclim" / "bio_1.tif").is_file():
+        write_future_rasters(world.rasters_dir, out, warming=FUTURE_WARMING, rain_change=FUTURE_RAIN, force=True)
+    return out
 
 
 def run_demo(

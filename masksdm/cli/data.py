@@ -12,6 +12,14 @@ __all__ = ["add_info", "add_prepare", "add_simulate", "cmd_info", "cmd_prepare",
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.future_of:
+        from masksdm.sim.scenario import write_future_rasters
+
+        out = write_future_rasters(args.future_of, args.out, warming=args.warming, rain_change=args.rain_change / 100,
+                                   force=args.force)
+        print(f"future rasters ({args.warming:+g} degC, {args.rain_change:+g} % rain): {out}\n"
+              f"project onto them with `masksdm predict --rasters {out} ...`")
+        return 0
     from masksdm.sim.simulate import simulate_world
 
     paths = simulate_world(args.out, scale=args.scale, seed=args.seed, n_plots=args.plots, n_species=args.species,
@@ -228,6 +236,11 @@ def add_simulate(sub) -> None:
     p.add_argument("--plots", type=int, help="override the number of plots")
     p.add_argument("--species", type=int, help="override the number of species")
     p.add_argument("--resolution", type=float, help="raster resolution in degrees")
+    p.add_argument("--future-of", type=Path, metavar="RASTERS",
+                   help="instead of a world: a future climate for this raster folder (the delta method: "
+                        "--warming on the temperatures, --rain-change on the precipitation, other rasters kept)")
+    p.add_argument("--warming", type=float, default=2.0, help="--future-of: degrees C added (2)")
+    p.add_argument("--rain-change", type=float, default=-10.0, help="--future-of: percent change of rain (-10)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     add_common(p)
     p.set_defaults(func=cmd_simulate)

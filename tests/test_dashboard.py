@@ -111,7 +111,9 @@ def _map_image(at) -> str:
 def test_page_shows_a_species_map_and_its_explanations(app, board):
     assert not app.error
     assert app.title[0].value == board.species[0]
-    assert [c.label.split(" (")[0] for c in app.sidebar.checkbox] == list(board.groups())
+    groups = [c.label.split(" (")[0] for c in app.sidebar.checkbox if c.key.startswith("group_")]
+    assert groups == list(board.groups())
+    assert app.sidebar.checkbox(key="hide_novel").label.startswith("Hide cells outside the training range")
     assert len(app.get("deck_gl_json_chart")) == 1
     assert len(app.get("vega_lite_chart")) == 3  # local, global, response curve
     assert [b.label for b in app.get("download_button")] == ["GeoTIFF", "PNG", "Shapley CSV"]
@@ -229,3 +231,67 @@ def test_the_satellite_token_is_a_group_on_the_maps(map_workspace, tmp_path):
     lon, lat = board.cell_lonlat()
     local = board.local(species, board.place(lon[0], lat[0]), board.visible(groups))
     assert "Satellite" in local.players and local.efficiency_gap() < 1e-9
+
+
+# --- a future climate ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def future_rasters(map_workspace, tmp_path_factory):
+    from masksdm.sim.scenario import write_future_rasters
+
+    rasters = Path(map_workspace.meta["rasters"]["bio_1"]).parents[1]
+    return write_future_rasters(rasters, tmp_path_factory.mktemp("future") / "rasters", warming=3.0, rain_change=-0.2)
+
+
+def test_the_future_climate_changes_maps_range_and_novelty(map_workspace, future_rasters):
+    board = Dashboard(map_workspace.path, future=[future_rasters])
+    assert board.scenarios == ["current", "future"]
+    visible = board.visible(list(board.groups()))
+    species = board.species[0]
+    now, then = board.probability(species, visible), board.probability(species, visible, "future")
+    land = ~np.isnan(now)
+    assert np.abs(now - then)[land].max() > 0.05  # warmer and drier: another map
+    change = board.change(species, visible, 0.3)
+    np.testing.assert_array_equal(change[land], np.where(now >= 0.3, np.where(then >= 0.3, -1, -2),
+                                                         np.where(then >= 0.3, 1, 0))[land])
+    assert np.isnan(change[~land]).all()
+    mess_now, out_now = board.novelty(visible)
+    mess_then, out_then = board.novelty(visible, "future")
+    # the training plots sit in the current climate: the future lies outside their range more often
+    assert (mess_then[land] < 0).mean() > (mess_now[land] < 0).mean()
+    assert np.nanmean(out_then) > np.nanmean(out_now)
+    # without future rasters the future is a clear error
+    with pytest.raises(DataError, match="future"):
+        Dashboard(map_workspace.path).probability(species, visible, "future")
+
+
+def test_future_rasters_on_another_grid_or_with_other_names_are_errors(map_workspace, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with rasterio.open(bad / "bio_1.tif", "w", driver="GTiff", width=4, height=3, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=rasterio.transform.from_origin(0, 50, 1, 1)) as dst:
+        dst.write(np.ones((1, 3, 4), dtype="float32"))
+    with pytest.raises(DataError, match="another grid"):
+        Dashboard(map_workspace.path, future=[bad])
+    (bad / "bio_1.tif").rename(bad / "tas_2050.tif")
+    with pytest.raises(DataError, match="no predictor raster"):
+        Dashboard(map_workspace.path, future=[bad])
+
+
+def test_the_page_switches_climate_and_shows_change_and_novelty(map_workspace, future_rasters, monkeypatch):
+    monkeypatch.setenv("MASKSDM_WORKSPACE", str(map_workspace.path))
+    monkeypatch.setenv("MASKSDM_FUTURE", str(future_rasters))
+    at = streamlit_testing.AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, at.exception
+    current = _map_image(at)
+    at.sidebar.radio(key="scenario").set_value("future").run()
+    assert not at.exception and _map_image(at) != current
+    assert "future climate" in " ".join(c.value for c in at.caption)
+    assert "Range change" in at.sidebar.radio(key="layer").options
+    at.sidebar.radio(key="layer").set_value("Range change").run()
+    change = _map_image(at)
+    assert not at.exception and change != current
+    at.sidebar.checkbox(key="hide_novel").check().run()
+    assert not at.exception and _map_image(at) != change  # cells outside the training range hidden
+    at.sidebar.radio(key="layer").set_value("Novelty (MESS)").run()
+    assert not at.exception and len(at.get("deck_gl_json_chart")) == 1

@@ -60,7 +60,15 @@ def cmd_app(args: argparse.Namespace) -> int:
 
             run_demo(workspace.parent, progress=not args.quiet)
     Workspace(workspace)  # a clear error now rather than in the page
-    env = {**os.environ, dashboard_page.WORKSPACE_ENV: str(Path(workspace).resolve()), dashboard_page.RUN_ENV: args.run}
+    future = list(args.future or [])
+    demo_future = Path(workspace).parent / "world" / "future_rasters"
+    if not future and args.workspace is None and demo_future.is_dir():
+        future = [demo_future]
+    missing = [str(f) for f in future if not f.exists()]
+    if missing:
+        raise MaskSDMError(f"no future rasters at {', '.join(missing)}")
+    env = {**os.environ, dashboard_page.WORKSPACE_ENV: str(Path(workspace).resolve()), dashboard_page.RUN_ENV: args.run,
+           dashboard_page.FUTURE_ENV: os.pathsep.join(str(Path(f).resolve()) for f in future)}
     # Always headless for Streamlit itself: a non-headless first run asks for an e-mail on standard
     # input and never serves the page when nobody answers. The browser is opened here instead.
     command = [sys.executable, "-m", "streamlit", "run", dashboard_page.__file__, "--server.port", str(args.port),
@@ -123,6 +131,10 @@ def add_app(sub) -> None:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="network address to serve on (default 127.0.0.1: this "
                    "machine only; 0.0.0.0 shares it with the network on purpose)")
+    p.add_argument("--future", nargs="+", type=Path, metavar="RASTERS",
+                   help="rasters of a future climate on the same grid (e.g. from `masksdm fetch worldclim-future`): "
+                        "switch the maps between current and future, and show the range change (default for the "
+                        "demo: its future climate)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     add_common(p)
     p.set_defaults(func=cmd_app)

@@ -19,18 +19,22 @@ from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import MaskSDMError
 from masksdm.plots import RANGE_COLORS
 
-__all__ = ["DEFAULT_WORKSPACE", "RUN_ENV", "WORKSPACE_ENV", "main", "open_dashboard"]
+__all__ = ["DEFAULT_WORKSPACE", "FUTURE_ENV", "RUN_ENV", "WORKSPACE_ENV", "main", "open_dashboard"]
 
 WORKSPACE_ENV = "MASKSDM_WORKSPACE"
 RUN_ENV = "MASKSDM_RUN"
+FUTURE_ENV = "MASKSDM_FUTURE"  # future rasters, os.pathsep-separated
 DEFAULT_WORKSPACE = "masksdm-demo/workspace"
-LAYERS = ("Probability", "Binary range", "Species richness")
+LAYERS = ("Probability", "Binary range", "Species richness", "Novelty (MESS)")
+CHANGE_LAYER = "Range change"  # with future rasters
+CHANGE_COLORS = ("#b2182b", "#1b7837", "#d9d9d9", "#2166ac")  # lost, kept, absent in both, gained
 RULES = {"max TSS (validation)": "max_tss", "sensitivity 0.9": "sensitivity:0.9", "fixed value": None}
 
 
 @st.cache_resource(show_spinner="Loading the model and the rasters ...")
-def open_dashboard(workspace: str, run: str, full_detail: bool) -> Dashboard:
-    return Dashboard(workspace, run, max_cells=None if full_detail else 15_000)
+def open_dashboard(workspace: str, run: str, full_detail: bool, future: str = "") -> Dashboard:
+    return Dashboard(workspace, run, max_cells=None if full_detail else 15_000,
+                     future=future.split(os.pathsep) if future else None)
 
 
 def _legend(vmin: float, vmax: float, label: str, cmap: str) -> bytes:
@@ -44,6 +48,11 @@ def _legend(vmin: float, vmax: float, label: str, cmap: str) -> bytes:
         ax.axis("off")
         ax.legend(handles=[Patch(color=RANGE_COLORS[0], label="absent"), Patch(color=RANGE_COLORS[1], label=label)],
                   loc="center", ncol=2, frameon=False, fontsize=8)
+    elif cmap == "change":
+        ax.axis("off")
+        names = ("lost", "kept", "absent in both", "gained")
+        ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(CHANGE_COLORS, names, strict=True)],
+                  loc="center", ncol=4, frameon=False, fontsize=8)
     else:
         fig.subplots_adjust(left=0.04, right=0.96, top=0.95, bottom=0.55)
         ax.imshow(np.linspace(0, 1, 256)[None, :], aspect="auto", cmap=cmap, extent=(vmin, vmax, 0, 1))
@@ -61,8 +70,7 @@ def _deck(board: Dashboard, grid: np.ndarray, *, vmin: float, vmax: float, cmap:
     import pydeck as pdk
 
     warped, (west, south, east, north) = board.web_mercator(grid)
-    image = "data:image/png;base64," + base64.b64encode(png_bytes(colorize(warped, vmin=vmin, vmax=vmax, cmap=cmap,
-                                                                          opacity=opacity))).decode()
+    image = "data:image/png;base64," + base64.b64encode(png_bytes(_colors(warped, vmin, vmax, cmap, opacity))).decode()
     lon, lat = board.cell_lonlat()
     cells = pd.DataFrame({"lon": lon, "lat": lat})
     spacing = 111_000 * np.median(np.abs(np.diff(np.unique(lat)))) if len(np.unique(lat)) > 1 else 10_000
@@ -82,6 +90,12 @@ def _deck(board: Dashboard, grid: np.ndarray, *, vmin: float, vmax: float, cmap:
                     tooltip={"text": "click to explain this place"})
 
 
+def _colors(grid: np.ndarray, vmin: float, vmax: float, cmap: str, opacity: float) -> np.ndarray:
+    if cmap == "change":  # the codes -2 .. 1 of masksdm change, one colour each
+        return colorize(grid + 2, vmin=0, vmax=3, cmap="change", opacity=opacity, colors=CHANGE_COLORS)
+    return colorize(grid, vmin=vmin, vmax=vmax, cmap=cmap, opacity=opacity)
+
+
 def main() -> None:
     st.set_page_config(page_title="MaskSDM", layout="wide")
     workspace = os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)
@@ -89,7 +103,7 @@ def main() -> None:
     st.sidebar.title("MaskSDM")
     full_detail = st.sidebar.toggle("Full map detail (slower)", key="detail")
     try:
-        board = open_dashboard(workspace, run, full_detail)
+        board = open_dashboard(workspace, run, full_detail, os.environ.get(FUTURE_ENV, ""))
     except (MaskSDMError, OSError) as err:
         st.error(f"Cannot open the workspace '{workspace}': {err}")
         st.info("Build the demo with `masksdm demo`, or start the app on your own workspace with "
@@ -118,7 +132,13 @@ def main() -> None:
 
     # --- map options ---
     st.sidebar.subheader("Map")
-    layer = st.sidebar.radio("Layer", LAYERS, key="layer")
+    future = "future" in board.scenarios
+    scenario = "current"
+    if future:
+        climate = st.sidebar.radio("Climate", ["current", "future"], key="scenario", horizontal=True)
+        scenario = str(climate)
+    layer = st.sidebar.radio("Layer", LAYERS + ((CHANGE_LAYER,) if future else ()), key="layer")
+    hide_novel = st.sidebar.checkbox("Hide cells outside the training range (MESS < 0)", key="hide_novel")
     rule_label = st.sidebar.selectbox("Threshold rule", list(RULES), key="rule")
     fixed = st.sidebar.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold",
                               disabled=RULES[rule_label] is not None)
@@ -136,16 +156,33 @@ def main() -> None:
     rule = RULES[rule_label]
     threshold = board.threshold(species, rule, visible) if rule else fixed
     if layer == "Probability":
-        grid, vmin, vmax, cmap, label = board.probability(species, visible), 0.0, 1.0, "viridis", "probability of presence"
+        grid, vmin, vmax, cmap, label = (board.probability(species, visible, scenario), 0.0, 1.0, "viridis",
+                                         "probability of presence")
     elif layer == "Binary range":
-        grid = (board.probability(species, visible) >= threshold).astype(np.float32)
-        grid[np.isnan(board.probability(species, visible))] = np.nan
+        probability = board.probability(species, visible, scenario)
+        grid = (probability >= threshold).astype(np.float32)
+        grid[np.isnan(probability)] = np.nan
         vmin, vmax, cmap, label = 0.0, 1.0, "range", f"present (probability >= {threshold:.2f})"
+    elif layer == CHANGE_LAYER:
+        grid, vmin, vmax, cmap, label = board.change(species, visible, threshold), -2.0, 1.0, "change", "range change"
+    elif layer == "Novelty (MESS)":
+        try:
+            grid = board.novelty(visible, scenario)[0]
+        except MaskSDMError as err:
+            st.warning(str(err))
+            st.stop()
+        vmin, vmax, cmap, label = -50.0, 50.0, "RdBu", "MESS: similarity to the training plots (< 0: outside their range)"
     else:
-        grid = board.richness(visible)
+        grid = board.richness(visible, scenario)
         vmin, vmax, cmap, label = 0.0, float(np.nanmax(grid)) or 1.0, "magma", "expected number of species"
-    if layer != "Species richness":
-        st.caption(f"threshold {threshold:.3f} ({rule_label})")
+    if hide_novel and layer != "Novelty (MESS)":
+        try:
+            similarity = board.novelty(visible, "future" if layer == CHANGE_LAYER else scenario)[0]
+            grid = np.where(similarity < 0, np.nan, grid).astype(np.float32)
+        except MaskSDMError as err:
+            st.sidebar.caption(str(err))
+    if layer in ("Probability", "Binary range", CHANGE_LAYER):
+        st.caption(f"threshold {threshold:.3f} ({rule_label})" + (f" · {scenario} climate" if future else ""))
 
     # a click on the map (the chart's selection, known before it is drawn again) picks the place to explain
     selection = (st.session_state.get("map") or {}).get("selection") or {}
@@ -168,7 +205,7 @@ def main() -> None:
         name = safe_name(species) if layer != "Species richness" else "richness"
         d1.download_button("GeoTIFF", geotiff_bytes(grid, board, description=label), f"{name}.tif",
                            mime="image/tiff", key="dl_tif")
-        d2.download_button("PNG", png_bytes(colorize(grid, vmin=vmin, vmax=vmax, cmap=cmap, opacity=1.0)),
+        d2.download_button("PNG", png_bytes(_colors(grid, vmin, vmax, cmap, 1.0)),
                            f"{name}.png", mime="image/png", key="dl_png")
 
     with right:
@@ -181,7 +218,7 @@ def main() -> None:
         if place is None:
             st.info("No map cell with data there.")
         else:
-            local = board.local(species, place, visible)
+            local = board.local(species, place, visible, scenario)
             values = pd.DataFrame({"group": local.players, "Shapley value": local.values[0, 0]})
             st.bar_chart(values, x="group", y="Shapley value", horizontal=True, sort="-Shapley value")
             st.caption(f"probability {local.full_value[0, 0]:.3f} = base {local.base_value[0, 0]:.3f} "

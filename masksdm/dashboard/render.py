@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,13 +17,18 @@ __all__ = ["colorize", "geotiff_bytes", "png_bytes"]
 
 
 def colorize(grid: np.ndarray, *, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
-             opacity: float = 0.8) -> np.ndarray:
+             opacity: float = 0.8, colors: Sequence[str] | None = None) -> np.ndarray:
     """RGBA uint8 (H, W, 4) of a grid through a matplotlib colormap (or ``"range"``: 0 absent,
-    1 present in :data:`RANGE_COLORS`); NaN transparent."""
+    1 present in :data:`RANGE_COLORS`; or ``colors``: one colour per class from ``vmin`` to
+    ``vmax``); NaN transparent."""
     import matplotlib
-    from matplotlib.colors import ListedColormap
+    from matplotlib.colors import Colormap, ListedColormap
 
-    colormap = ListedColormap(list(RANGE_COLORS)) if cmap == "range" else matplotlib.colormaps[cmap]
+    colormap: Colormap
+    if colors is not None:
+        colormap = ListedColormap(list(colors))
+    else:
+        colormap = ListedColormap(list(RANGE_COLORS)) if cmap == "range" else matplotlib.colormaps[cmap]
     scaled = (np.asarray(grid, dtype=np.float64) - vmin) / ((vmax - vmin) or 1.0)
     rgba = colormap(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
     rgba[..., 3] = np.where(np.isnan(grid), 0.0, opacity)

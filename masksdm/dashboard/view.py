@@ -25,9 +25,11 @@ from affine import Affine
 from masksdm.data.embeddings import embedding_path
 from masksdm.data.grid import RasterStack, apply_transform
 from masksdm.data.predictors import normalise, predictor_groups
+from masksdm.data.rasters import find_rasters
 from masksdm.errors import DataError
 from masksdm.explain.core import ShapleyResult, coalition_matrix, exact_shapley
 from masksdm.explain.games import local_shapley, resolve_players
+from masksdm.maps.novelty import Reference, mess, novelty_predictors, training_reference
 from masksdm.maps.plan import mappable_predictors, missing_rasters, read_cells, resolve_threshold
 from masksdm.metrics import auc_interval, roc_auc
 from masksdm.model.checkpoint import CARD, ModelCard, load_checkpoint, split_arrays
@@ -86,6 +88,10 @@ class Dashboard:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         max_cells: show every k-th cell of the raster grid so that at most about this many land
             cells are predicted per subset (None: every cell). Downloads are at the shown grid.
+        future: rasters of a future climate (e.g. ``masksdm fetch worldclim-future``) on the same
+            grid; they replace the current rasters of the same names, the others are kept. The
+            maps then switch between ``scenario="current"`` and ``"future"``, and show the range
+            change between them.
 
     Raises:
         DataError / CheckpointError / RasterError: with a message for the page.
@@ -93,7 +99,7 @@ class Dashboard:
 
     def __init__(
         self, workspace: str | Path, run: str = "main", *, rasters: Sequence[str | Path] | None = None,
-        device: str = "cpu", max_cells: int | None = 15_000,
+        device: str = "cpu", max_cells: int | None = 15_000, future: Sequence[str | Path] | None = None,
     ) -> None:
         self.workspace = Workspace(workspace)
         run_dir = self.workspace.run_dir(run)
@@ -136,14 +142,40 @@ class Dashboard:
         t, k = self.stack.transform, self.stride
         self.transform = Affine(t.a * k, t.b * k, t.c, t.d * k, t.e * k, t.f)  # cells k times larger
         self.cells = np.flatnonzero(has_data[sampled])  # indices in the displayed grid
-        self.x = torch.as_tensor(self.card.features(raw[sampled[self.cells]]))
-        self._pooled: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._raw = {"current": raw[sampled[self.cells]]}
+        if future:
+            self.future_stack = self._future_stack(future)
+            self._raw["future"] = read_cells(self.card, self.future_stack, names, None)[0][sampled[self.cells]]
+        self._x = {k: torch.as_tensor(self.card.features(v)) for k, v in self._raw.items()}
+        self.x = self._x["current"]
+        self._pooled: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
+        self._references: dict[tuple[str, ...], Reference] = {}
         self._coalitions: tuple[list[str], np.ndarray, torch.Tensor, np.ndarray] | None = None
         self._thresholds: dict[tuple[str, str, bytes], float] = {}
         self._curves: dict[tuple[str, str, str, int], pd.DataFrame] = {}
         self._species_index = {s: i for i, s in enumerate(self.card.species)}
 
+    def _future_stack(self, future: Sequence[str | Path]) -> RasterStack:
+        """The current stack with the future rasters in place of those of the same names."""
+        replaced = find_rasters(future)
+        unknown = [n for n in replaced if n not in self.stack.paths]
+        if unknown:
+            raise DataError(f"the future rasters {unknown[:5]} are no predictor raster of the current maps "
+                            f"({', '.join(self.stack.names[:5])} ...): name them as the current ones")
+        stack = RasterStack(list({**self.stack.paths, **replaced}.values()), like=self.stack.template)
+        off = {n: g for n, g in stack.off_grid.items() if n in replaced and n not in self.stack.off_grid}
+        if off:
+            stack.close()
+            raise DataError(f"the future rasters are on another grid than the current ones ({self.stack.describe()}): "
+                            + "; ".join(f"{n}: {g}" for n, g in off.items()))
+        return stack
+
     # --- what there is ------------------------------------------------------------------------
+
+    @property
+    def scenarios(self) -> list[str]:
+        """``["current"]``, and ``"future"`` when the dashboard has future rasters."""
+        return list(self._x)
 
     @property
     def species(self) -> list[str]:
@@ -221,20 +253,26 @@ class Dashboard:
     # --- maps ---------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _features(self, visible: np.ndarray) -> torch.Tensor:
+    def _features(self, visible: np.ndarray, scenario: str = "current") -> torch.Tensor:
         """Pooled features (cells, d) of every map cell with these predictors (cached)."""
-        key = np.asarray(visible, dtype=bool).tobytes()
+        key = (scenario, np.asarray(visible, dtype=bool).tobytes())
         if key in self._pooled:
             self._pooled.move_to_end(key)
             return self._pooled[key]
+        x = self._inputs(scenario)
         keep = torch.as_tensor(np.asarray(visible, dtype=bool), device=self.device)
         self.model.eval()
-        parts = [self.model.encode(self.x[s : s + _BATCH].to(self.device), keep) for s in range(0, len(self.x), _BATCH)]
+        parts = [self.model.encode(x[s : s + _BATCH].to(self.device), keep) for s in range(0, len(x), _BATCH)]
         pooled = torch.cat(parts) if parts else torch.empty((0, self.model.d_pooled))
         self._pooled[key] = pooled
         if len(self._pooled) > _CACHED_SUBSETS:
             self._pooled.popitem(last=False)
         return pooled
+
+    def _inputs(self, scenario: str) -> torch.Tensor:
+        if scenario not in self._x:
+            raise DataError(f"no {scenario!r} rasters: the dashboard has {self.scenarios} (future: --future DIR)")
+        return self._x[scenario]
 
     def _grid(self, values: np.ndarray) -> np.ndarray:
         out = np.full(self.shape[0] * self.shape[1], np.nan, dtype=np.float32)
@@ -242,19 +280,19 @@ class Dashboard:
         return out.reshape(self.shape)
 
     @torch.inference_mode()
-    def probability(self, species: str, visible: np.ndarray) -> np.ndarray:
+    def probability(self, species: str, visible: np.ndarray, scenario: str = "current") -> np.ndarray:
         """Presence probability (H, W) of ``species`` from the ``visible`` predictors; NaN off land."""
         self._require(visible)
-        pooled = self._features(visible)
+        pooled = self._features(visible, scenario)
         index = torch.tensor([self._species_index[species]], device=self.device)
         logits = self.model.head_logits(pooled, index)[:, 0]
         return self._grid(torch.sigmoid(logits).float().cpu().numpy())
 
     @torch.inference_mode()
-    def richness(self, visible: np.ndarray) -> np.ndarray:
+    def richness(self, visible: np.ndarray, scenario: str = "current") -> np.ndarray:
         """Expected number of species (sum of probabilities) per cell."""
         self._require(visible)
-        pooled = self._features(visible)
+        pooled = self._features(visible, scenario)
         total = torch.zeros(len(pooled), device=self.device)
         for start in range(0, self.model.n_species, 2048):
             index = torch.arange(start, min(start + 2048, self.model.n_species), device=self.device)
@@ -271,6 +309,29 @@ class Dashboard:
             value = resolve_threshold(rule, self.model, self.card, [i], visible, self.workspace)[0]
             self._thresholds[key] = float(value) if np.isfinite(value) else 0.5
         return self._thresholds[key]
+
+    def change(self, species: str, visible: np.ndarray, threshold: float) -> np.ndarray:
+        """Range change (H, W) from the current to the future climate at ``threshold``, in the codes
+        of ``masksdm change`` (:data:`~masksdm.maps.change.CHANGE_CODES`): -2 lost, -1 kept, 0
+        absent in both, 1 gained; NaN off land."""
+        now, then = (self.probability(species, visible, s) >= threshold for s in ("current", "future"))
+        codes = np.where(now, np.where(then, -1.0, -2.0), np.where(then, 1.0, 0.0)).astype(np.float32)
+        codes[np.isnan(self.probability(species, visible))] = np.nan
+        return codes
+
+    def novelty(self, visible: np.ndarray, scenario: str = "current") -> tuple[np.ndarray, np.ndarray]:
+        """MESS (H, W) against the training plots and the number of predictors outside their
+        training range, over the visible continuous raster predictors (:mod:`masksdm.maps.novelty`)."""
+        self._require(visible)
+        names = tuple(novelty_predictors(self.card, [p.name for p, v in zip(self.card.predictors, visible, strict=True)
+                                                     if v and p.name in self.stack.paths]))
+        if not names:
+            raise DataError("no continuous raster predictor is switched on: novelty compares their values")
+        if names not in self._references:
+            self._references[names] = training_reference(self.card, self.workspace, names)
+        self._inputs(scenario)  # a clear error for a scenario the dashboard lacks
+        similarity, outside, _ = mess(self._raw[scenario], self._references[names])
+        return self._grid(similarity), self._grid(outside)
 
     def _require(self, visible: np.ndarray) -> None:
         if not np.asarray(visible).any():
@@ -298,7 +359,7 @@ class Dashboard:
             return None
         return Place(lon, lat, row, col)
 
-    def local(self, species: str, place: Place, visible: np.ndarray) -> ShapleyResult:
+    def local(self, species: str, place: Place, visible: np.ndarray, scenario: str = "current") -> ShapleyResult:
         """Exact Shapley values of the visible predictor groups for the probability at one place."""
         self._require(visible)
         position = int(np.searchsorted(self.cells, place.row * self.shape[1] + place.col))
@@ -306,7 +367,8 @@ class Dashboard:
         players = {g: [n for n in names if n in on] for g, names in self.groups().items()}
         # predictors of no player (switched off) stay masked in every coalition
         players = {g: names for g, names in players.items() if names}
-        return local_shapley(self.model, self.card, self.x[position : position + 1].numpy(), species,
+        x = self._inputs(scenario)
+        return local_shapley(self.model, self.card, x[position : position + 1].numpy(), species,
                              players=players, precision="fp32")
 
     @cached_property

@@ -15,6 +15,8 @@ __all__ = [
     "DiskFullError",
     "DependencyNotFoundError",
     "BusyError",
+    "FetchError",
+    "ChecksumError",
 ]
 
 
@@ -54,3 +56,13 @@ class BusyError(MaskSDMError):
 
 class DependencyNotFoundError(MaskSDMError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class FetchError(MaskSDMError):
+    """A download of ``masksdm fetch`` failed (not found, no network, cut short, not the file
+    expected); the message names the URL and how to get the file by hand."""
+
+
+class ChecksumError(FetchError):
+    """A downloaded file's size or sha256 differs from the one expected; the file is moved aside,
+    never used."""

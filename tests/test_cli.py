@@ -19,8 +19,8 @@ def test_help_lists_every_command(capsys):
     import re
 
     listed = re.findall(r"^    (\w+) ", out, re.M)  # the commands, each with its help, in order
-    assert listed == ["demo", "simulate", "prepare", "train", "evaluate", "compare", "cv", "shapley", "embed",
-                      "predict", "app", "info"]
+    assert listed == ["demo", "fetch", "simulate", "prepare", "train", "evaluate", "compare", "cv", "shapley", "embed",
+                      "predict", "change", "app", "info"]
 
 
 def test_every_command_group_parses_its_options():

@@ -3,6 +3,7 @@
 Typical use::
 
     masksdm demo                                  # everything on the built-in virtual world
+    masksdm fetch worldclim --resolution 10m      # real data, checked, into the cache (fetch --list)
     masksdm prepare --splotopen DIR --rasters DIR --workspace ws
     masksdm train --workspace ws --preset cpu
     masksdm evaluate --workspace ws
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from masksdm._version import __version__
-from masksdm.cli import app, data, embed, explain, maps, model
+from masksdm.cli import app, data, embed, explain, fetch, maps, model
 from masksdm.cli._common import workspace_lock
 from masksdm.errors import MaskSDMError
 
@@ -46,6 +47,7 @@ Start with `masksdm demo` to see the whole pipeline on simulated data in a few m
 # the order of `masksdm --help`
 _COMMANDS = (
     app.add_demo,
+    fetch.add_fetch,
     data.add_simulate,
     data.add_prepare,
     model.add_train,

@@ -6,7 +6,9 @@ and its normalisation (:mod:`~masksdm.data.predictors`); predictor values from r
 coordinates (:mod:`~masksdm.data.rasters`) and raster stacks on one grid for maps
 (:mod:`~masksdm.data.grid`); embedding vectors per plot (:mod:`~masksdm.data.embeddings`);
 presence-only occurrence records, read and cleaned (:mod:`~masksdm.data.occurrences`), and
-background points drawn on a raster stack (:mod:`~masksdm.data.background`).
+background points drawn on a raster stack (:mod:`~masksdm.data.background`); the real sources'
+catalogue (:mod:`~masksdm.data.sources`, ``data/sources.toml``), their checked, resumable downloads
+(:mod:`~masksdm.data.fetch`) and their layout under the predictor names (:mod:`~masksdm.data.layouts`).
 
 Nothing here imports the workspace, the model or anything above them.
 """

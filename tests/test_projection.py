@@ -280,3 +280,43 @@ def test_range_change_bad_input_is_one_clear_error(tiny, projections, now, tmp_p
     # the same with a threshold given here
     given = range_change(untagged.out_dir, future.out_dir, tmp_path / "c5", thresholds=0.5, progress=False)
     assert (given.table["threshold_current"] == 0.5).all()
+
+
+# --- the commands ---------------------------------------------------------------------------------------
+
+def test_a_future_projection_from_the_command_line(tiny_workspace, now, tmp_path, capsys):
+    from masksdm.sim.scenario import write_future_rasters
+
+    future = write_future_rasters(now, tmp_path / "future", warming=3.0, rain_change=0.0)
+    with rasterio.open(now / "bio_1.tif") as a, rasterio.open(future / "bio_1.tif") as b:
+        before, after = a.read(1, masked=True), b.read(1, masked=True)
+        assert (np.ma.getmaskarray(before) == np.ma.getmaskarray(after)).all()
+        np.testing.assert_allclose((after - before).compressed(), 3.0, atol=1e-5)
+    assert (future / "PHIHOX.tif").samefile(now / "PHIHOX.tif") or \
+        (_read(future / "PHIHOX.tif") == _read(now / "PHIHOX.tif")).all()  # kept as it is
+    base = ["predict", "--workspace", str(tiny_workspace.path), "--run", "tiny", "--species", "all", "--threshold",
+            "model", "--write", "probability", "novelty", "--quiet"]
+    assert main([*base, "--rasters", str(now), "--out", str(tmp_path / "m_now")]) == 0
+    assert main([*base, "--rasters", str(future), "--out", str(tmp_path / "m_future"), "--clamp"]) == 0
+    assert (tmp_path / "m_future" / "novelty.tif").is_file()
+    capsys.readouterr()
+    assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "m_future"),
+                 "--out", str(tmp_path / "change"), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "8 species compared over 600 cells" in said and "median range change" in said
+    table = pd.read_csv(tmp_path / "change" / "range_change.csv")
+    assert len(table) == 8 and (table["current_range"] == table["lost"] + table["stable_present"]).all()
+    # bad input on the command line: one line, exit code 2
+    assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "c2")]) == 2
+    assert "no map folder" in capsys.readouterr().err
+    assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "m_future"),
+                 "--out", str(tmp_path / "c3"), "--threshold", "2"]) == 2
+    assert main(["simulate", "--future-of", str(now), "--out", str(tmp_path / "f2"), "--rain-change", "-100"]) == 2
+
+
+def test_the_command_line_offers_every_map_output():
+    from masksdm.cli import maps as cli_maps
+    from masksdm.maps.plan import OUTPUTS
+
+    assert cli_maps.OUTPUTS == OUTPUTS

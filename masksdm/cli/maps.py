@@ -8,9 +8,12 @@ from pathlib import Path
 
 from masksdm.cli._common import add_common, add_device, csv_list, load_model
 from masksdm.errors import MaskSDMError
-from masksdm.maps.plan import OUTPUTS
 
-__all__ = ["add_change", "add_predict", "cmd_change", "cmd_predict"]
+__all__ = ["OUTPUTS", "add_change", "add_predict", "cmd_change", "cmd_predict"]
+
+#: The outputs of ``predict --write``: :data:`masksdm.maps.plan.OUTPUTS`, spelt out here because
+#: building the parser must not import torch (a test keeps the two equal).
+OUTPUTS = ("probability", "binary", "richness", "uncertainty", "novelty")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

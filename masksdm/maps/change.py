@@ -144,16 +144,16 @@ class _Reader:
             None if s.threshold is None else threshold_codes([s.threshold], s.dtype, s.scale)[0] for s in self.sources
         ]
 
-    def read(self, j: int, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(present bool, valid bool, probability float32 or None) of species ``j`` in ``window``."""
+    def read(self, j: int, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(present bool, valid bool, values as stored) of species ``j`` in ``window``."""
         s = self.sources[j]
         values = self.files[s.path].read(s.band, window=window)
-        valid = ~np.isnan(values) if s.nodata is None or np.isnan(s.nodata) else values != s.nodata
         if s.dtype.startswith("float"):
-            valid &= ~np.isnan(values)
-        if s.kind == "binary":
-            return values == 1, valid, None
-        return values >= self.codes[j], valid, np.where(valid, values * np.float32(s.scale), 0).astype(np.float32)
+            valid = ~np.isnan(values)
+        else:
+            valid = np.ones(values.shape, dtype=bool) if s.nodata is None else values != s.nodata
+        present = values == 1 if s.kind == "binary" else values >= self.codes[j]
+        return present, valid, values
 
     def close(self) -> None:
         for f in self.files.values():
@@ -275,26 +275,34 @@ def _strip(readers: list[_Reader], window: Window, counts: np.ndarray, expected_
     """The change codes and richness bands of one strip; adds each species' cell counts to ``counts``."""
     n = len(readers[0].sources)
     h, w = int(window.height), int(window.width)
-    change = np.full((n, h, w), _NODATA, dtype=np.int8)
-    present = np.zeros((2, h, w), dtype=np.float32)
-    expected = np.zeros((2, h, w), dtype=np.float32)
+    change = np.empty((n, h, w), dtype=np.int8)
+    present = np.zeros((2, h, w), dtype=np.int32)
+    sums = np.zeros((2, h, w), dtype=np.float64)  # stored values (x scale unless one scale for all)
+    one_scale = [len({src.scale for src in r.sources}) == 1 for r in readers]
     both = np.ones((h, w), dtype=bool)
     for j in range(n):
-        (now, valid_now, p_now), (then, valid_then, p_then) = (r.read(j, window) for r in readers)
+        (now, valid_now, v_now), (then, valid_then, v_then) = (r.read(j, window) for r in readers)
         valid = valid_now & valid_then
         both &= valid
-        code = np.where(now, np.where(then, -1, -2), np.where(then, 1, 0)).astype(np.int8)
-        change[j] = np.where(valid, code, _NODATA)
-        counts[j] += np.bincount(code[valid] + 2, minlength=4)[[0, 1, 2, 3]]
-        present[0] += now & valid
-        present[1] += then & valid
-        if expected_change and p_now is not None and p_then is not None:
-            expected[0] += p_now
-            expected[1] += p_then
+        now &= valid
+        then &= valid
+        # the codes -2 lost, -1 kept, 0 absent in both, 1 gained are then - 2 x now
+        np.subtract(then.view(np.int8), 2 * now.view(np.int8), out=change[j])
+        change[j][~valid] = _NODATA
+        n_now, n_then, n_both = np.count_nonzero(now), np.count_nonzero(then), np.count_nonzero(now & then)
+        n_valid = np.count_nonzero(valid)
+        counts[j] += (n_now - n_both, n_both, n_valid - n_now - n_then + n_both, n_then - n_both)
+        present[0] += now
+        present[1] += then
+        if expected_change:
+            for k, values in enumerate((v_now, v_then)):
+                stored = np.where(valid, values, 0) if values.dtype.kind == "f" else values * valid
+                sums[k] += stored if one_scale[k] else stored * readers[k].sources[j].scale
     bands = [present[0], present[1], present[1] - present[0]]
     if expected_change:
+        expected = [sums[k] * (readers[k].sources[0].scale if one_scale[k] else 1.0) for k in (0, 1)]
         bands.append(expected[1] - expected[0])
-    richness = np.where(both, np.stack(bands), np.nan).astype(np.float32)
+    richness = np.where(both, np.stack(bands).astype(np.float32), np.nan).astype(np.float32)
     return {"change": change, "richness_change": richness}
 
 

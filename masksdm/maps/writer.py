@@ -369,7 +369,7 @@ class PartialMaps:
         written = []
         bar = tqdm(self.targets, desc="writing COGs", unit="file", disable=not progress or len(self.targets) < 20)
         for i, t in enumerate(bar):
-            resampling = "NEAREST" if t.kind in ("binary", "novelty") else "AVERAGE"
+            resampling = "NEAREST" if t.kind in ("binary", "novelty", "change") else "AVERAGE"  # codes stay codes
             with self._guard(t.path):
                 t.path.parent.mkdir(parents=True, exist_ok=True)
                 for stale in t.path.parent.glob(f".{t.path.name}.*.tmp"):  # a copy killed midway (safe names)

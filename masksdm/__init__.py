@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from masksdm.explain.core import ShapleyResult
     from masksdm.explain.games import global_shapley, local_shapley
     from masksdm.explain.maps import shapley_map
+    from masksdm.maps.change import range_change
     from masksdm.maps.predict import predict_maps
     from masksdm.model.checkpoint import ModelCard, load_checkpoint, split_arrays
     from masksdm.model.config import RunConfig, load_config, preset
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from masksdm.model.network import MaskSDM
     from masksdm.model.training import train
     from masksdm.satellite import embed_cells, embed_plots
+    from masksdm.sim.scenario import write_future_rasters
     from masksdm.sim.simulate import simulate_world
     from masksdm.workspace import Workspace, prepare_occurrences, prepare_workspace
 
@@ -57,6 +59,7 @@ _API = {
     "find_rasters": "masksdm.data.rasters",
     "RasterStack": "masksdm.data.grid",
     "simulate_world": "masksdm.sim.simulate",
+    "write_future_rasters": "masksdm.sim.scenario",
     "Workspace": "masksdm.workspace",
     "prepare_workspace": "masksdm.workspace",
     "prepare_occurrences": "masksdm.workspace",
@@ -77,6 +80,7 @@ _API = {
     "evaluate": "masksdm.evaluation.subsets",
     "compare_subsets": "masksdm.evaluation.compare",
     "predict_maps": "masksdm.maps.predict",
+    "range_change": "masksdm.maps.change",
     "ShapleyResult": "masksdm.explain.core",
     "global_shapley": "masksdm.explain.games",
     "local_shapley": "masksdm.explain.games",
@@ -111,6 +115,7 @@ __all__ = [
     "open_demo",
     "predict_maps",
     "predict_proba",
+    "range_change",
     "prepare_occurrences",
     "prepare_workspace",
     "preset",
@@ -118,6 +123,7 @@ __all__ = [
     "shapley_map",
     "simulate_world",
     "split_arrays",
+    "write_future_rasters",
     "train",
 ]
 

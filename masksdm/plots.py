@@ -15,13 +15,16 @@ import pandas as pd
 from masksdm.data.rasters import read_map
 
 __all__ = [
-    "RANGE_COLORS", "SPLIT_COLORS", "embedding_figure", "estimator_figure", "locations_figure", "maps_figure", "read_map",
+    "CHANGE_COLORS", "RANGE_COLORS", "SPLIT_COLORS", "embedding_figure", "estimator_figure", "locations_figure", "maps_figure", "read_map",
     "reliability_figure",
     "scenes_figure", "subsets_figure", "training_figure",
 ]
 
 #: Colours of a binary range map: absent, present.
 RANGE_COLORS = ("#d9d9d9", "#1b7837")
+#: Colours of a range-change map's codes -2 lost, -1 kept, 0 absent in both, 1 gained (``masksdm change``).
+CHANGE_COLORS = ("#b2182b", "#1b7837", "#d9d9d9", "#2166ac")
+_CHANGE_NAMES = ("lost", "kept", "absent in both", "gained")
 
 #: Colours of the train / validation / test plots.
 SPLIT_COLORS = {"train": "#9ecae1", "val": "#fdae6b", "test": "#d62728"}
@@ -40,23 +43,28 @@ def maps_figure(
     points: tuple[np.ndarray, np.ndarray] | None = None,
 ):
     """Rasters side by side on ONE colour scale (so they compare), e.g. a species mapped from
-    different predictor subsets. ``cmap="range"`` draws 0/1 maps as absent/present;
+    different predictor subsets. ``cmap="range"`` draws 0/1 maps as absent/present,
+    ``cmap="change"`` the codes of ``masksdm change`` maps as lost/kept/absent/gained;
     ``points=(lon, lat)`` marks places (e.g. the plots where the species was found)."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
+    from matplotlib.colors import Colormap, ListedColormap
 
     if not paths:
         raise ValueError("no rasters to show")
     grids = [read_map(p, band=band) for p in paths]
     finite = np.concatenate([g[np.isfinite(g)] for g, _ in grids]) if grids else np.empty(0)
-    categorical = cmap == "range"
+    classes = {"range": (RANGE_COLORS, ("absent", "present"), -0.5), "change": (CHANGE_COLORS, _CHANGE_NAMES, -2.5)}
+    categorical = cmap in classes
+    colormap: Colormap
     if categorical:
-        vmin, vmax = -0.5, 1.5
-    elif finite.size:
-        vmin = float(finite.min()) if vmin is None else vmin
-        vmax = float(finite.max()) if vmax is None else vmax
-    colormap = ListedColormap(list(RANGE_COLORS)) if categorical else plt.get_cmap(cmap)
+        colors, names, low = classes[cmap]
+        vmin, vmax = low, low + len(colors)
+        colormap = ListedColormap(list(colors))
+    else:
+        if finite.size:
+            vmin = float(finite.min()) if vmin is None else vmin
+            vmax = float(finite.max()) if vmax is None else vmax
+        colormap = plt.get_cmap(cmap)
     n_cols = min(n_cols, len(paths))
     n_rows = -(-len(paths) // n_cols)
     left, right, bottom, top = grids[0][1]
@@ -79,8 +87,8 @@ def maps_figure(
     if categorical:
         from matplotlib.patches import Patch
 
-        fig.legend(handles=[Patch(color=RANGE_COLORS[0], label="absent"), Patch(color=RANGE_COLORS[1], label="present")],
-                   loc="outside lower center", ncol=2, frameon=False)
+        fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, names, strict=True)],
+                   loc="outside lower center", ncol=len(colors), frameon=False)
     elif image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig

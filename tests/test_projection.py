@@ -320,3 +320,19 @@ def test_the_command_line_offers_every_map_output():
     from masksdm.maps.plan import OUTPUTS
 
     assert cli_maps.OUTPUTS == OUTPUTS
+
+
+def test_novelty_alone_runs_no_model(tiny, tiny_workspace, now, tmp_path, monkeypatch):
+    from masksdm.maps import plan
+
+    model, card = tiny
+    with_maps = predict_maps(model, card, now, tmp_path / "a", outputs=["probability", "novelty"],
+                             workspace=tiny_workspace, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(plan, "predict_logits_tensor", refuse)
+    alone = predict_maps(model, card, now, tmp_path / "b", outputs=["novelty"], workspace=tiny_workspace,
+                         progress=False)
+    np.testing.assert_array_equal(_read(alone.path("novelty")), _read(with_maps.path("novelty")))

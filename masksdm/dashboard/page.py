@@ -17,7 +17,7 @@ from masksdm._io import safe_name
 from masksdm.dashboard.render import colorize, geotiff_bytes, png_bytes
 from masksdm.dashboard.view import Dashboard, search_species
 from masksdm.errors import MaskSDMError
-from masksdm.plots import RANGE_COLORS
+from masksdm.plots import CHANGE_COLORS, RANGE_COLORS
 
 __all__ = ["DEFAULT_WORKSPACE", "FUTURE_ENV", "RUN_ENV", "WORKSPACE_ENV", "main", "open_dashboard"]
 
@@ -27,7 +27,6 @@ FUTURE_ENV = "MASKSDM_FUTURE"  # future rasters, os.pathsep-separated
 DEFAULT_WORKSPACE = "masksdm-demo/workspace"
 LAYERS = ("Probability", "Binary range", "Species richness", "Novelty (MESS)")
 CHANGE_LAYER = "Range change"  # with future rasters
-CHANGE_COLORS = ("#b2182b", "#1b7837", "#d9d9d9", "#2166ac")  # lost, kept, absent in both, gained
 RULES = {"max TSS (validation)": "max_tss", "sensitivity 0.9": "sensitivity:0.9", "fixed value": None}
 
 

@@ -334,7 +334,8 @@ def predict_window(
         threshold_codes(plan.thresholds, plan.dtype, plan.scale), device=device)
     x = card.features(raw) if len(cells) else np.empty((0, card.n_columns), np.float32)
     members = "uncertainty" in result
-    for start in range(0, len(cells), batch):
+    predicted = len(cells) if set(result) - {"novelty"} else 0  # novelty alone needs no model
+    for start in range(0, predicted, batch):
         rows = cells[start : start + batch]
         logits = predict_logits_tensor(model, x[start : start + batch], keep, species=species,
                                        batch_size=batch, precision=precision, members=members)

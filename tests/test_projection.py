@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -284,7 +285,7 @@ def test_range_change_bad_input_is_one_clear_error(tiny, projections, now, tmp_p
 
 # --- the commands ---------------------------------------------------------------------------------------
 
-def test_a_future_projection_from_the_command_line(tiny_workspace, now, tmp_path, capsys):
+def test_a_future_projection_from_the_command_line(tiny_workspace, tiny_run, now, tmp_path, capsys):
     from masksdm.sim.scenario import write_future_rasters
 
     future = write_future_rasters(now, tmp_path / "future", warming=3.0, rain_change=0.0)
@@ -313,6 +314,17 @@ def test_a_future_projection_from_the_command_line(tiny_workspace, now, tmp_path
     assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "m_future"),
                  "--out", str(tmp_path / "c3"), "--threshold", "2"]) == 2
     assert main(["simulate", "--future-of", str(now), "--out", str(tmp_path / "f2"), "--rain-change", "-100"]) == 2
+    # the model's thresholds, read from its card
+    run = tiny_run
+    assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "m_future"),
+                 "--out", str(tmp_path / "c4"), "--threshold", "model", "--checkpoint", str(run), "--quiet"]) == 0
+    card = json.loads((run / "model.json").read_text())
+    used = pd.read_csv(tmp_path / "c4" / "range_change.csv")["threshold_current"]
+    np.testing.assert_allclose(used, card["thresholds"])
+    capsys.readouterr()
+    assert main(["change", "--current", str(tmp_path / "m_now"), "--future", str(tmp_path / "m_future"),
+                 "--out", str(tmp_path / "c5"), "--threshold", "model"]) == 2
+    assert "--workspace DIR or --checkpoint" in capsys.readouterr().err
 
 
 def test_the_command_line_offers_every_map_output():

@@ -295,3 +295,10 @@ def test_the_page_switches_climate_and_shows_change_and_novelty(map_workspace, f
     assert not at.exception and _map_image(at) != change  # cells outside the training range hidden
     at.sidebar.radio(key="layer").set_value("Novelty (MESS)").run()
     assert not at.exception and len(at.get("deck_gl_json_chart")) == 1
+
+
+def test_the_threshold_stored_in_the_model_is_a_rule(app, board):
+    app.sidebar.radio(key="layer").set_value("Binary range").run()
+    app.sidebar.selectbox(key="rule").select("stored in the model").run()
+    stored = board.card.thresholds[board.species.index(board.species[0])]
+    assert not app.exception and f"threshold {stored:.3f} (stored in the model)" in app.caption[1].value

@@ -27,7 +27,8 @@ FUTURE_ENV = "MASKSDM_FUTURE"  # future rasters, os.pathsep-separated
 DEFAULT_WORKSPACE = "masksdm-demo/workspace"
 LAYERS = ("Probability", "Binary range", "Species richness", "Novelty (MESS)")
 CHANGE_LAYER = "Range change"  # with future rasters
-RULES = {"max TSS (validation)": "max_tss", "sensitivity 0.9": "sensitivity:0.9", "fixed value": None}
+RULES = {"max TSS (validation)": "max_tss", "sensitivity 0.9": "sensitivity:0.9", "stored in the model": "model",
+         "fixed value": None}
 
 
 @st.cache_resource(show_spinner="Loading the model and the rasters ...")
@@ -153,7 +154,11 @@ def main() -> None:
         st.stop()
 
     rule = RULES[rule_label]
-    threshold = board.threshold(species, rule, visible) if rule else fixed
+    try:
+        threshold = board.threshold(species, rule, visible) if rule else fixed
+    except MaskSDMError as err:  # e.g. a model stored without thresholds
+        st.sidebar.warning(f"{err}; the fixed value is used")
+        threshold = fixed
     if layer == "Probability":
         grid, vmin, vmax, cmap, label = (board.probability(species, visible, scenario), 0.0, 1.0, "viridis",
                                          "probability of presence")

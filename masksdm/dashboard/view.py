@@ -301,8 +301,8 @@ class Dashboard:
         return self._grid(total.cpu().numpy())
 
     def threshold(self, species: str, rule: str, visible: np.ndarray) -> float:
-        """Threshold of a rule (``max_tss``, ``sensitivity:0.9``, a number) for this species and subset,
-        on the validation plots."""
+        """Threshold of a rule (``max_tss``, ``sensitivity:0.9``, ``model``: the one stored in the
+        model, or a number) for this species and subset, on the validation plots."""
         key = (species, rule, np.asarray(visible, dtype=bool).tobytes())
         if key not in self._thresholds:
             i = self._species_index[species]
@@ -314,9 +314,10 @@ class Dashboard:
         """Range change (H, W) from the current to the future climate at ``threshold``, in the codes
         of ``masksdm change`` (:data:`~masksdm.maps.change.CHANGE_CODES`): -2 lost, -1 kept, 0
         absent in both, 1 gained; NaN off land."""
-        now, then = (self.probability(species, visible, s) >= threshold for s in ("current", "future"))
-        codes = np.where(now, np.where(then, -1.0, -2.0), np.where(then, 1.0, 0.0)).astype(np.float32)
-        codes[np.isnan(self.probability(species, visible))] = np.nan
+        now = self.probability(species, visible)
+        then = self.probability(species, visible, "future") >= threshold
+        codes = (then.astype(np.float32) - 2 * (now >= threshold)).astype(np.float32)  # as masksdm change
+        codes[np.isnan(now)] = np.nan
         return codes
 
     def novelty(self, visible: np.ndarray, scenario: str = "current") -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class _Source:
     scale: float
     dtype: str
     nodata: float | None
+    grid: tuple[str, tuple[float, ...], int, int]  # CRS, transform, width, height
 
 
 @dataclass
@@ -92,6 +93,7 @@ def _map_sources(folder: Path) -> dict[str, dict[str, _Source]]:
                     tags = src.tags()
                     if not tags.get("software", "").startswith("masksdm") or tags.get("output") != kind:
                         continue
+                    grid = (str(src.crs), tuple(round(v, 9) for v in tuple(src.transform)[:6]), src.width, src.height)
                     for band in range(1, src.count + 1):
                         band_tags = src.tags(band)
                         species = band_tags.get("species") or tags.get("species")
@@ -100,16 +102,11 @@ def _map_sources(folder: Path) -> dict[str, dict[str, _Source]]:
                         threshold = band_tags.get("threshold") or tags.get("threshold")
                         found[species] = _Source(
                             path, band, kind, None if threshold is None else float(threshold),
-                            float(src.scales[band - 1] or 1.0), src.dtypes[band - 1], src.nodatavals[band - 1],
+                            float(src.scales[band - 1] or 1.0), src.dtypes[band - 1], src.nodatavals[band - 1], grid,
                         )
         if found:
             out[kind] = found
     return out
-
-
-def _grid(path: Path) -> tuple[str, tuple[float, ...], int, int]:
-    with rasterio.open(path) as src:
-        return str(src.crs), tuple(round(v, 9) for v in tuple(src.transform)[:6]), src.width, src.height
 
 
 def _choose(sources: dict[str, dict[str, _Source]], species: str, folder: Path, threshold: float | None) -> _Source:
@@ -122,7 +119,7 @@ def _choose(sources: dict[str, dict[str, _Source]], species: str, folder: Path, 
         raise DataError(f"'{folder}' holds no binary or probability map of {species!r}")
     source = sources["probability"][species]
     if threshold is not None:
-        return _Source(source.path, source.band, source.kind, threshold, source.scale, source.dtype, source.nodata)
+        return replace(source, threshold=threshold)
     if source.threshold is None:
         raise ConfigError(
             f"the probability map of {species!r} in '{folder}' stores no threshold: predict it again with "
@@ -233,7 +230,7 @@ def range_change(
 
     pairs = [(_choose(found["current"], s, current, given(s)), _choose(found["future"], s, future, given(s)))
              for s in names]
-    grids = {_grid(p.path) for pair in pairs for p in pair}
+    grids = {p.grid for pair in pairs for p in pair}
     if len(grids) > 1:
         shown = "; ".join(f"{crs}, {w} x {h} cells, transform {t}" for crs, t, w, h in sorted(grids))
         raise RasterError(

@@ -31,9 +31,9 @@ Outputs, in ``out_dir``:
   ``clamp=True`` also moves values outside the training range onto its ends before prediction.
 
 Threshold rules: ``"model"`` (the thresholds stored in the model when it was trained: max TSS on
-the validation plots with every predictor), ``"max_tss"`` (the probability maximising the true skill statistic on the
-validation plots), ``"sensitivity:0.9"`` (the largest threshold keeping 90 % of validation
-presences), or a number. Data-driven rules are computed on the workspace's validation plots with
+the validation plots with every predictor), ``"max_tss"`` (the probability maximising the true
+skill statistic on the validation plots), ``"sensitivity:0.9"`` (the largest threshold keeping
+90 % of validation presences), or a number. Data-driven rules are computed on the workspace's validation plots with
 the same predictor subset as the map (plot-level predictors such as releve area are missing on maps,
 so they are masked for the thresholds too).
 
@@ -150,8 +150,8 @@ def _signature(plan: MapPlan, model_sha: str, stack: RasterStack, layout: str, b
     """Identifies a run: resuming with other options, model or rasters (path, size, mtime) is refused."""
     files = {n: [str(p), p.stat().st_size, p.stat().st_mtime_ns] for n, p in stack.paths.items()}
     reference = None if plan.reference is None else plan.reference.digest
-    text = json.dumps([asdict(replace(plan, reference=None)), reference, model_sha, str(stack.crs), tuple(stack.transform), stack.shape, layout,
-                       block_rows, files], default=str)
+    text = json.dumps([asdict(replace(plan, reference=None)), reference, model_sha, str(stack.crs),
+                       tuple(stack.transform), stack.shape, layout, block_rows, files], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

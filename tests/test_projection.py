@@ -348,3 +348,21 @@ def test_novelty_alone_runs_no_model(tiny, tiny_workspace, now, tmp_path, monkey
     alone = predict_maps(model, card, now, tmp_path / "b", outputs=["novelty"], workspace=tiny_workspace,
                          progress=False)
     np.testing.assert_array_equal(_read(alone.path("novelty")), _read(with_maps.path("novelty")))
+
+
+def test_range_change_raises_the_open_file_limit(projections, tmp_path):
+    """Both folders' maps and every change file are open during the pass: 3 files per species."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n_open = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    if hard != resource.RLIM_INFINITY and hard < n_open + 64:
+        pytest.skip("hard open-file limit too low to test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n_open + 8, hard))
+    try:
+        result = range_change(projections["now"].out_dir, projections["future"].out_dir, tmp_path / "c",
+                              progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(result.table) == 8 and len(list((tmp_path / "c" / "change").glob("*.tif"))) == 8

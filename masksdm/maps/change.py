@@ -44,7 +44,7 @@ from masksdm.data.grid import RasterStack
 from masksdm.errors import ConfigError, DataError, OutputExistsError, RasterError
 from masksdm.locks import exclusive
 from masksdm.maps.plan import threshold_codes
-from masksdm.maps.writer import PartialMaps, Target
+from masksdm.maps.writer import PartialMaps, Target, allow_open_files
 
 __all__ = ["CHANGE_CODES", "ChangeResult", "range_change"]
 
@@ -239,10 +239,11 @@ def range_change(
         )
     template = pairs[0][0].path
     stack = RasterStack([template], like=template)  # the grid and GeoTIFF profile of the outputs
-    readers = [_Reader([p[0] for p in pairs]), _Reader([p[1] for p in pairs])]
     expected = all(p.kind == "probability" for pair in pairs for p in pair)
     targets = _targets(names, pairs, out_dir, layout, expected, current, future)
+    allow_open_files(len({p.path for pair in pairs for p in pair}) + len(targets))
     out_dir.mkdir(parents=True, exist_ok=True)
+    readers = [_Reader([p[0] for p in pairs]), _Reader([p[1] for p in pairs])]
     rows = block_rows or _block_rows(stack.width, len(names), memory_mb)
     counts = np.zeros((len(names), 4), dtype=np.int64)
     try:

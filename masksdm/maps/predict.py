@@ -76,7 +76,13 @@ from masksdm.errors import ConfigError, OutputExistsError, RasterError
 from masksdm.locks import exclusive
 from masksdm.maps.novelty import novelty_predictors, training_reference
 from masksdm.maps.plan import MapPlan, plan_maps, predict_window, resolve_threshold
-from masksdm.maps.writer import PARTIAL, PartialMaps, plan_targets, remove_stale_maps
+from masksdm.maps.writer import (
+    PARTIAL,
+    PartialMaps,
+    allow_open_files,
+    plan_targets,
+    remove_stale_maps,
+)
 from masksdm.model.checkpoint import WEIGHTS, ModelCard, sha256_file
 from masksdm.model.network import MaskSDMEnsemble, Network
 
@@ -292,7 +298,7 @@ def predict_maps(
         targets = plan_targets(plan, out_dir, layout, model_tags)
         out_dir.mkdir(parents=True, exist_ok=True)
         windows = list(stack.windows(rows))
-        _allow_open_files(len(targets) + len(stack.names))
+        allow_open_files(len(targets) + len(stack.names))
         signature = _signature(plan, model_sha or _weights_sha(model), stack, layout, rows)
         record = PartialMaps(out_dir, targets, stack, signature, resume, rows, checkpoint_seconds=checkpoint_seconds)
         todo = [w for w in windows if int(w.row_off) not in record.done]
@@ -317,30 +323,6 @@ def predict_maps(
         if not isinstance(rasters, RasterStack):
             stack.close()
     return MapResult(out_dir, files, plan, time.perf_counter() - start_time, n_cells, removed)
-
-
-def _allow_open_files(n_files: int) -> None:
-    """Raise the soft open-file limit when ``n_files`` (and some slack) would not fit under it."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows: no per-process soft limit to raise
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = n_files + 256  # the rasters, Python, torch and GDAL's own files
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise ConfigError(
-            f"{n_files} files would be open at once but the open-file limit is {hard}: use --layout multiband, "
-            "or raise the limit (ulimit -n)"
-        )
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    except (ValueError, OSError) as exc:  # e.g. macOS caps it below an infinite hard limit
-        raise ConfigError(
-            f"{n_files} files would be open at once and the open-file limit cannot be raised ({exc}): use "
-            "--layout multiband, or raise the limit (ulimit -n)"
-        ) from exc
 
 
 def _model_sha(run_dir: str | Path | None) -> str:

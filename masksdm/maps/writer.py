@@ -42,7 +42,7 @@ from masksdm.errors import ConfigError, DiskFullError
 from masksdm.maps.novelty import NOVELTY_BANDS
 from masksdm.maps.plan import MapPlan
 
-__all__ = ["PARTIAL", "PartialMaps", "Target", "plan_targets", "remove_stale_maps"]
+__all__ = ["PARTIAL", "PartialMaps", "Target", "allow_open_files", "plan_targets", "remove_stale_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +383,30 @@ class PartialMaps:
         self.state_path.unlink(missing_ok=True)
         shutil.rmtree(self.dir)
         return written
+
+
+def allow_open_files(n_files: int) -> None:
+    """Raise the soft open-file limit when ``n_files`` (and some slack) would not fit under it."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: no per-process soft limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = n_files + 256  # the rasters, Python, torch and GDAL's own files
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"{n_files} files would be open at once but the open-file limit is {hard}: use --layout multiband, "
+            "or raise the limit (ulimit -n)"
+        )
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError) as exc:  # e.g. macOS caps it below an infinite hard limit
+        raise ConfigError(
+            f"{n_files} files would be open at once and the open-file limit cannot be raised ({exc}): use "
+            "--layout multiband, or raise the limit (ulimit -n)"
+        ) from exc
 
 
 # --- the maps of an earlier run ------------------------------------------------------------------------

@@ -144,10 +144,9 @@ class Dashboard:
         self.cells = np.flatnonzero(has_data[sampled])  # indices in the displayed grid
         self._raw = {"current": raw[sampled[self.cells]]}
         if future:
-            self.future_stack = self._future_stack(future)
-            self._raw["future"] = read_cells(self.card, self.future_stack, names, None)[0][sampled[self.cells]]
+            with self._future_stack(future) as future_stack:  # read once: only its values are kept
+                self._raw["future"] = read_cells(self.card, future_stack, names, None)[0][sampled[self.cells]]
         self._x = {k: torch.as_tensor(self.card.features(v)) for k, v in self._raw.items()}
-        self.x = self._x["current"]
         self._pooled: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
         self._references: dict[tuple[str, ...], Reference] = {}
         self._coalitions: tuple[list[str], np.ndarray, torch.Tensor, np.ndarray] | None = None

@@ -68,7 +68,7 @@ from masksdm._io import atomic_path, check_writable
 from masksdm.data.rasters import Sources, find_rasters, nodata_mask, open_raster, predictor_bands
 from masksdm.errors import ConfigError, RasterError
 
-__all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "apply_transform", "write_geotiff"]
+__all__ = ["COMPUTED_PREDICTORS", "GeoTIFFWriter", "RasterStack", "apply_transform", "gtiff_profile", "write_geotiff"]
 
 #: Predictors computed from the template grid instead of read from a raster.
 COMPUTED_PREDICTORS: tuple[str, ...] = ("Longitude", "Latitude")
@@ -116,7 +116,7 @@ def apply_transform(t: Affine, col: np.ndarray, row: np.ndarray) -> tuple[np.nda
     return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
 
 
-def _gtiff_profile(
+def gtiff_profile(
     grid: tuple[Any, Affine, int, int], count: int, dtype: str, nodata: float | None
 ) -> dict[str, Any]:
     """Profile of a tiled, deflated GeoTIFF on ``grid`` = (crs, transform, width, height)."""
@@ -271,7 +271,7 @@ class RasterStack:
         self, *, count: int, dtype: str = "float32", nodata: float | None = float("nan")
     ) -> dict[str, Any]:
         """Rasterio profile of a ``count``-band GeoTIFF on this grid (tiled, deflate)."""
-        return _gtiff_profile(
+        return gtiff_profile(
             (self.crs, self.transform, self.width, self.height), count, dtype, nodata
         )
 
@@ -477,7 +477,7 @@ def write_geotiff(
         raise ValueError(
             f"{len(descriptions)} descriptions for {len(arr)} bands: pass one per band"
         )
-    options = _gtiff_profile(grid, len(arr), "float32", np.nan)
+    options = gtiff_profile(grid, len(arr), "float32", np.nan)
     with atomic_path(path, force=force) as tmp, rasterio.open(tmp, "w", **options) as dst:
         dst.write(arr)
         _describe(dst, descriptions)

@@ -37,6 +37,7 @@ import rasterio.errors
 from rasterio.windows import Window
 
 from masksdm._io import path_inside
+from masksdm.data.grid import gtiff_profile
 from masksdm.data.splotopen import DT_PATTERN, HEADER_PATTERN
 from masksdm.errors import FetchError
 
@@ -138,14 +139,8 @@ def worldclim_layout(archive_path: Path, folder: Path, resolution: str, variable
 
 
 def _profile(src: Any, dtype: str, nodata: float | None) -> dict[str, Any]:
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": dtype,
-        "crs": src.crs, "transform": src.transform, "nodata": nodata, "compress": "deflate",
-        "BIGTIFF": "IF_SAFER",
-    }
-    if src.width >= 256 and src.height >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    return profile
+    """A one-band tiled, deflated GeoTIFF on the grid of the open raster ``src``."""
+    return gtiff_profile((src.crs, src.transform, src.width, src.height), 1, dtype, nodata)
 
 
 def _strips(width: int, height: int, itemsize: int) -> list[Window]:
